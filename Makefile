@@ -1,0 +1,65 @@
+# Two commands matter: `make run` and `make test`. Everything else is what they need.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+AMX    ?= 0
+LLAMA_CPP_VERSION := 0.3.36
+
+# The default native build SIGSEGVs in ggml_backend_amx_mul_mat on CPUs that advertise AMX inside
+# virtual machines that do not grant it, so AMX is opt-in (`make run AMX=1`).
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+ifeq ($(AMX),1)
+CMAKE_ARGS := -DGGML_NATIVE=ON
+else
+CMAKE_ARGS := -DGGML_NATIVE=ON -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)"
+endif
+
+# A native build only fits the CPU and flags it was built for: key our own wheel folder by both,
+# and never let pip's cache hand back a wheel built another way.
+BUILD_KEY := $(shell printf '%s|%s|%s' '$(LLAMA_CPP_VERSION)' '$(CMAKE_ARGS)' "$$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)" | sha256sum | cut -c1-16)
+WHEELS    := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hearth/wheels/$(BUILD_KEY)
+STAMP     := $(VENV)/.hearth-$(BUILD_KEY)
+
+.PHONY: run test lint bench install wheel clean
+
+run: install
+	$(VENV)/bin/chainlit run app.py -w --host $(HOST) --port $(PORT)
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) bench/decode.py
+	$(PY) bench/settings.py
+
+install: $(STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+wheel: $(VENV)/bin/python
+	@if ! ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
+	  echo "building llama-cpp-python $(LLAMA_CPP_VERSION) from source ($(CMAKE_ARGS)): about 5 minutes on 2 cores"; \
+	  mkdir -p $(WHEELS) && \
+	  CMAKE_ARGS='$(CMAKE_ARGS)' $(PIP) wheel --no-cache-dir --no-deps -w $(WHEELS) \
+	    llama-cpp-python==$(LLAMA_CPP_VERSION) || exit 1; \
+	fi
+
+$(STAMP): requirements.txt requirements-dev.txt $(VENV)/bin/python
+	$(MAKE) wheel
+	$(PIP) install --no-cache-dir --force-reinstall --no-deps $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	grep -v 'install: no-deps' requirements.txt > $(VENV)/requirements-deps.txt
+	$(PIP) install -r $(VENV)/requirements-deps.txt -r requirements-dev.txt
+	grep 'install: no-deps' requirements.txt | cut -d'#' -f1 | xargs $(PIP) install --no-deps
+	$(PY) -m native.fetch default
+	rm -f $(VENV)/.hearth-* && touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache

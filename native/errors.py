@@ -1,0 +1,69 @@
+"""Every failure the core can report, each naming what went wrong and how to fix it.
+
+Callers catch `HearthError` for "anything the core refused"; the subclasses also inherit the builtin
+exception a Python user would reach for first (FileNotFoundError, ValueError, RuntimeError).
+"""
+
+from __future__ import annotations
+
+
+class HearthError(Exception):
+    """Base class of every error raised by `native`."""
+
+
+class ModelNotFound(HearthError, FileNotFoundError):
+    """No model matches the given path, folder, name or catalog entry."""
+
+
+class UnsafeModelName(HearthError, ValueError):
+    """A model name tried to reach outside the models folder (`../`, absolute path, symlink out)."""
+
+
+class InvalidModelFile(HearthError, ValueError):
+    """The file exists but is not a model llama.cpp can load."""
+
+
+class EmptyModelFile(InvalidModelFile):
+    """The file has zero bytes."""
+
+
+class NotAGGUFFile(InvalidModelFile):
+    """The file does not start with the GGUF magic."""
+
+
+class TruncatedModelFile(InvalidModelFile):
+    """The file is shorter than its own header says (an interrupted download or copy)."""
+
+
+class UnsupportedArchitecture(InvalidModelFile):
+    """The GGUF declares an architecture this llama.cpp build cannot run."""
+
+
+class ModelLoadFailed(HearthError, RuntimeError):
+    """llama.cpp refused a file that passed validation."""
+
+
+class DeviceUnavailable(HearthError, RuntimeError):
+    """The requested device is not present on this machine or not compiled into this build."""
+
+
+class ContextOverflow(HearthError, ValueError):
+    """The prompt (plus the room reserved for the reply) does not fit the context window."""
+
+    def __init__(self, prompt_tokens: int, context_size: int, max_new_tokens: int = 0) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.context_size = context_size
+        self.max_new_tokens = max_new_tokens
+        super().__init__(
+            f"prompt of {prompt_tokens} tokens does not fit the context of {context_size} tokens"
+            + (f" with room for {max_new_tokens} new tokens" if max_new_tokens else "")
+            + ": shorten the conversation, lower max_new_tokens, or load the model with a larger n_ctx"
+        )
+
+
+class EngineBusy(HearthError, RuntimeError):
+    """The engine's queue is full; retry later."""
+
+
+class EngineFailed(HearthError, RuntimeError):
+    """The engine stopped working (its worker died or it was closed); requests cannot be served."""
