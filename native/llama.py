@@ -1,0 +1,211 @@
+"""Owners of llama.cpp handles: one class per handle, each freeing what it owns exactly once.
+
+Children close before parents (a context before its model), `close()` may run any number of times,
+and no raw pointer leaves `native/`. Return codes become `native.errors` exceptions that name the fix.
+Shape after llama-cpp-python's `_internals.py`, which keeps the C declarations beside each call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from pathlib import Path
+
+import llama_cpp as C
+
+from native.errors import ModelLoadFailed
+
+log = logging.getLogger("hearth.native")
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+_log_callback = None  # llama.cpp keeps the C pointer: the Python object must outlive every call
+
+
+def init_backend() -> None:
+    """Initialise llama.cpp once per process and route its log into Python logging."""
+    global _backend_ready, _log_callback
+    with _backend_lock:
+        if _backend_ready:
+            return
+        C.llama_backend_init()
+
+        @C.llama_log_callback
+        def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+            # llama.cpp is chatty at load time; keep its lines at debug so our own logs stay readable.
+            message = text.decode("utf-8", errors="replace").rstrip()
+            if message:
+                log.debug("llama.cpp: %s", message)
+
+        _log_callback = forward
+        C.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        _backend_ready = True
+
+
+class Model:
+    """The weights and vocabulary (`llama_model`), shared by every context built on them."""
+
+    def __init__(self, path: Path, *, n_gpu_layers: int = 0) -> None:
+        init_backend()
+        params = C.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        handle = C.llama_model_load_from_file(str(path).encode(), params)
+        if not handle:
+            raise ModelLoadFailed(
+                f"llama.cpp could not load {path}: the file passed GGUF validation, so this build may not "
+                "support one of its tensor types; run `python -m native` with this model for details"
+            )
+        self._handle = handle
+        self.vocab = C.llama_model_get_vocab(handle)
+        self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train = C.llama_model_n_ctx_train(handle)
+        self._children: list[Context] = []
+
+    @property
+    def handle(self):
+        if self._handle is None:
+            raise ModelLoadFailed("the model was closed")
+        return self._handle
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        """Token ids of `text`. Reads only the immutable vocabulary, so any thread may call it."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buf = (C.llama_token * capacity)()
+        n = C.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_special, parse_special)
+        if n < 0:  # the buffer was too small; -n is the size it needs
+            capacity = -n
+            buf = (C.llama_token * capacity)()
+            n = C.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_special, parse_special)
+        return list(buf[:n])
+
+    def token_bytes(self, token: int, *, special: bool = False) -> bytes:
+        """The raw bytes of one token: possibly part of a multi-byte UTF-8 character."""
+        buf = ctypes.create_string_buffer(32)
+        n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        return buf.raw[:n]
+
+    def detokenize(self, tokens: list[int], *, special: bool = False) -> str:
+        return b"".join(self.token_bytes(t, special=special) for t in tokens).decode("utf-8", "replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(C.llama_vocab_is_eog(self.vocab, token))
+
+    def adopt(self, context: Context) -> None:
+        self._children.append(context)
+
+    def close(self) -> None:
+        # The native context must be freed before its model.
+        for child in self._children:
+            child.close()
+        self._children.clear()
+        if self._handle is not None:
+            C.llama_model_free(self._handle)
+            self._handle = None
+
+
+class Context:
+    """A `llama_context`: the KV cache and compute buffers. Owned by exactly one thread."""
+
+    def __init__(self, model: Model, *, n_ctx: int, n_batch: int, n_seq_max: int, n_threads: int) -> None:
+        params = C.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = min(n_batch, 512)
+        params.n_seq_max = n_seq_max
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        # Full-size sliding-window cache: without it llama.cpp cannot roll a sequence back to an
+        # arbitrary position, and prefix reuse on SWA models (Gemma 3) would have to start over.
+        params.swa_full = True
+        handle = C.llama_init_from_model(model.handle, params)
+        if not handle:
+            raise ModelLoadFailed(
+                f"llama.cpp could not create a context of {n_ctx} tokens: lower the context size "
+                "(HEARTH_CTX_SIZE) or free memory"
+            )
+        self._handle = handle
+        self.n_ctx = C.llama_n_ctx(handle)
+        self.n_batch = C.llama_n_batch(handle)
+        self._memory = C.llama_get_memory(handle)
+        model.adopt(self)
+
+    @property
+    def handle(self):
+        if self._handle is None:
+            raise ModelLoadFailed("the context was closed")
+        return self._handle
+
+    def decode(self, batch: Batch) -> None:
+        rc = C.llama_decode(self.handle, batch.struct)
+        if rc == 1:
+            raise RuntimeError("llama_decode found no KV slot for the batch: the context is full")
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+
+    def forget(self, seq_id: int, start: int = 0) -> bool:
+        """Drop the sequence's cache from position `start` on; False when llama.cpp cannot cut there."""
+        return bool(C.llama_memory_seq_rm(self._memory, seq_id, start, -1))
+
+    def close(self) -> None:
+        if self._handle is not None:
+            C.llama_free(self._handle)
+            self._handle = None
+
+
+class Batch:
+    """A reusable `llama_batch` of up to `capacity` tokens, refilled for every decode call."""
+
+    def __init__(self, capacity: int, n_seq_max: int = 1) -> None:
+        self.capacity = capacity
+        self.struct = C.llama_batch_init(capacity, 0, n_seq_max)
+        self._freed = False
+
+    def fill(self, tokens: list[int], start_pos: int, seq_id: int, *, logits_last: bool = True) -> None:
+        """Load `tokens` at positions start_pos.. of one sequence; only the last one yields logits."""
+        b = self.struct
+        n = len(tokens)
+        if n > self.capacity:
+            raise ValueError(f"{n} tokens do not fit a batch of {self.capacity}")
+        for i, token in enumerate(tokens):
+            b.token[i] = token
+            b.pos[i] = start_pos + i
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seq_id
+            b.logits[i] = 0
+        if logits_last and n:
+            b.logits[n - 1] = 1
+        b.n_tokens = n
+
+    def close(self) -> None:
+        if not self._freed:
+            C.llama_batch_free(self.struct)
+            self._freed = True
+
+
+class SamplerChain:
+    """One llama.cpp sampler chain (`llama_sampler`), built per request and freed with it."""
+
+    def __init__(self) -> None:
+        params = C.llama_sampler_chain_default_params()
+        self._handle = C.llama_sampler_chain_init(params)
+
+    def add(self, sampler) -> None:
+        # The chain takes ownership of each sampler it is given and frees it with itself.
+        C.llama_sampler_chain_add(self._handle, sampler)
+
+    def accept(self, token: int) -> None:
+        C.llama_sampler_accept(self._handle, token)
+
+    def sample(self, context: Context, index: int = -1) -> int:
+        """Pick the next token from the logits at `index` and record it in the chain's history."""
+        return C.llama_sampler_sample(self._handle, context.handle, index)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            C.llama_sampler_free(self._handle)
+            self._handle = None
