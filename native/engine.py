@@ -15,13 +15,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from native.hardware import Device, choose_device, default_threads, n_gpu_layers_for
-from native.resolve import resolve_model
-
 from native.errors import ContextOverflow, EngineBusy, EngineFailed
 from native.generate import Generation
 from native.gguf_info import ModelInfo, inspect_gguf
+from native.hardware import Device, choose_device, default_threads, n_gpu_layers_for
 from native.llama import Batch, Context, Model
+from native.resolve import resolve_model
 from native.sampling import SamplingParams, build_sampler
 from native.stream import Completion, Stream, Timings, Usage
 
@@ -60,8 +59,9 @@ class Engine:
         self._model = Model(info.path, n_gpu_layers=n_gpu_layers_for(device))
         try:
             ctx_size = n_ctx or min(info.context_length or DEFAULT_CTX, DEFAULT_CTX)
-            self._ctx = Context(self._model, n_ctx=ctx_size, n_batch=n_batch, n_seq_max=1,
-                                n_threads=self.n_threads)
+            self._ctx = Context(
+                self._model, n_ctx=ctx_size, n_batch=n_batch, n_seq_max=1, n_threads=self.n_threads
+            )
             self._batch = Batch(self._ctx.n_batch)
         except BaseException:
             self._model.close()
@@ -78,8 +78,14 @@ class Engine:
         self._worker.start()
         log.info(
             "loaded model %s (%s, %s, %s) on %s with %d threads, context %d, in %.2f s",
-            info.path.name, info.architecture, info.quantization, _mib(info.file_size), device,
-            self.n_threads, self.n_ctx, time.perf_counter() - started,
+            info.path.name,
+            info.architecture,
+            info.quantization,
+            _mib(info.file_size),
+            device,
+            self.n_threads,
+            self.n_ctx,
+            time.perf_counter() - started,
         )
 
     # -- public API ---------------------------------------------------------------------------------
@@ -195,9 +201,13 @@ class Engine:
         log.info(
             "session=%s prompt=%d cached=%d completion=%d finish=%s ttft=%.3fs prefill=%.0f tok/s "
             "decode=%.1f tok/s",
-            request.session, completion.usage.prompt_tokens, completion.usage.cached_tokens,
-            completion.usage.completion_tokens, completion.finish_reason,
-            completion.timings.time_to_first_token, completion.timings.prefill_tokens_per_s,
+            request.session,
+            completion.usage.prompt_tokens,
+            completion.usage.cached_tokens,
+            completion.usage.completion_tokens,
+            completion.finish_reason,
+            completion.timings.time_to_first_token,
+            completion.timings.prefill_tokens_per_s,
             completion.timings.decode_tokens_per_s,
         )
         request.stream._finish(completion)
@@ -249,7 +259,9 @@ def load_engine(
         engine = _registry.get(key)
         if engine is not None and not engine._failure:
             if n_ctx and n_ctx != engine.n_ctx:
-                log.warning("reusing the loaded %s with context %d (asked for %d)", path.name, engine.n_ctx, n_ctx)
+                log.warning(
+                    "reusing the loaded %s with context %d (asked for %d)", path.name, engine.n_ctx, n_ctx
+                )
             return engine
         info = inspect_gguf(path)
         engine = Engine(info, chosen, n_ctx=n_ctx, n_threads=n_threads)

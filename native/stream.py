@@ -8,6 +8,7 @@ A consumer that stops iterating early (a dropped client, a `break`) cancels the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -82,10 +83,9 @@ class Stream:
             self._cond.notify_all()
             waiters = list(self._waiters)
         for loop, event in waiters:
-            try:
+            # A closed loop means that consumer is gone: nobody to wake.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # that consumer's loop is closed: it is gone, nothing to wake
-                pass
 
     @property
     def cancelled(self) -> bool:

@@ -1,0 +1,51 @@
+"""Hearth's browser chat: Chainlit handlers only. The work lives in `llm/`."""
+
+import chainlit as cl
+
+from llm.conversation import Conversation, shared_engine
+from llm.ui import settings_from_panel, settings_widgets
+from native.errors import HearthError
+
+
+@cl.on_chat_start
+async def start() -> None:
+    try:
+        engine = await cl.make_async(shared_engine)()  # loads the model once per process
+    except HearthError as exc:
+        await cl.ErrorMessage(content=f"The model could not be loaded: {exc}").send()
+        return
+    conversation = Conversation(engine, session_id=cl.context.session.id)
+    cl.user_session.set("conversation", conversation)
+    await cl.ChatSettings(settings_widgets(conversation.settings)).send()
+
+
+@cl.on_settings_update
+async def update_settings(values: dict) -> None:
+    conversation: Conversation | None = cl.user_session.get("conversation")
+    if conversation is None:
+        return
+    try:
+        conversation.apply(settings_from_panel(values))  # a new chain around the same engine
+    except ValueError as exc:
+        await cl.ErrorMessage(content=str(exc)).send()
+
+
+@cl.on_message
+async def on_message(message: cl.Message) -> None:
+    conversation: Conversation | None = cl.user_session.get("conversation")
+    if conversation is None:
+        await cl.ErrorMessage(content="No model is loaded: see the first message of this chat.").send()
+        return
+    reply = conversation.reply(message.content)
+    answer = cl.Message(content="")
+    try:
+        async for token in reply:
+            if conversation.settings.streaming:
+                await answer.stream_token(token)
+            else:
+                answer.content += token
+    except HearthError as exc:
+        await cl.ErrorMessage(content=f"Generation failed: {exc}").send()
+    finally:  # also when the stop button cancels this task: keep what was shown
+        conversation.remember(message.content, answer.content)
+        await answer.send()

@@ -1,0 +1,117 @@
+"""What the LangChain LLM and chat model share: their fields, the engine they run on, and the one
+place that turns engine output into LangChain chunks (for sync and async alike)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from llm.settings import EngineConfig, GenerationFields, GenerationSettings
+from native import Completion, Engine, Stream, load_engine
+from native.errors import EngineBusy
+
+
+class HearthFields(GenerationFields):
+    """Fields of `HearthLLM` and `ChatHearth`: the model to run plus every generation setting."""
+
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
+
+    model: str = Field("default", description="Model path, folder, name in models/, or catalog name.")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N, metal or vulkan.")
+    n_ctx: int | None = Field(None, description="Context window in tokens (default: the engine's).")
+    engine: Any = Field(None, exclude=True, description="An engine to use instead of loading `model`.")
+    session_id: str | None = Field(None, description="Keeps this conversation's KV cache in the engine.")
+    timeout: float | None = Field(None, gt=0, description="Seconds a generation may take before it is cut.")
+    max_retries: int = Field(2, ge=0, description="Retries when the engine's queue is full.")
+
+    _engine: Engine | None = PrivateAttr(None)
+
+    def get_engine(self) -> Engine:
+        """The engine this instance runs on: shared with every other instance of the same model."""
+        if self._engine is None:
+            if self.engine is not None:
+                self._engine = self.engine
+            else:
+                config = EngineConfig()
+                self._engine = load_engine(
+                    self.model, self.device, n_ctx=self.n_ctx or config.ctx_size, n_threads=config.threads
+                )
+        return self._engine
+
+    @property
+    def model_name(self) -> str:
+        return self.get_engine().model_name if self.engine is not None else self.model
+
+    def _settings(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationSettings:
+        """This instance's settings, with per-call overrides (`stop=`, `temperature=` ...) validated."""
+        values = self.model_dump(include=set(GenerationFields.model_fields))
+        values.update({k: v for k, v in kwargs.items() if k in GenerationFields.model_fields})
+        if stop:
+            values["stop"] = [*values["stop"], *stop]
+        return GenerationSettings.model_validate(values)
+
+    def _submit(self, prompt: str, settings: GenerationSettings, extra_stop: tuple[str, ...] = ()) -> Stream:
+        engine = self.get_engine()
+        for attempt in range(self.max_retries + 1):
+            try:
+                return engine.submit(prompt, settings.sampling(extra_stop), session=self.session_id)
+            except EngineBusy:
+                if attempt == self.max_retries:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _chunks(self, stream: Stream, run_manager: Any) -> Iterator[Any]:
+        """Each delta as a LangChain chunk, reported to the callbacks, then one chunk with the usage."""
+        deadline = Deadline(stream, self.timeout)
+        for delta in stream:
+            deadline.check()
+            chunk = self._chunk(delta)
+            if run_manager:
+                run_manager.on_llm_new_token(delta, chunk=chunk)
+            yield chunk
+        yield self._final_chunk(stream)
+
+    async def _achunks(self, stream: Stream, run_manager: Any) -> AsyncIterator[Any]:
+        """`_chunks` for async consumers: the same chunks, awaited callbacks."""
+        deadline = Deadline(stream, self.timeout)
+        async for delta in stream:
+            deadline.check()
+            chunk = self._chunk(delta)
+            if run_manager:
+                await run_manager.on_llm_new_token(delta, chunk=chunk)
+            yield chunk
+        yield self._final_chunk(stream)
+
+
+class Deadline:
+    """Cancels a stream that runs past `timeout` seconds."""
+
+    def __init__(self, stream: Stream, timeout: float | None) -> None:
+        self.stream = stream
+        self.at = time.monotonic() + timeout if timeout else None
+
+    def check(self) -> None:
+        if self.at is not None and time.monotonic() > self.at:
+            self.stream.cancel()
+            raise TimeoutError("the generation took longer than the timeout and was cancelled")
+
+
+def completion_info(completion: Completion | None, model_name: str) -> dict[str, Any]:
+    """The metadata LangChain users look for in `generation_info` / `response_metadata`."""
+    if completion is None:
+        return {"model_name": model_name}
+    usage, timings = completion.usage, completion.timings
+    return {
+        "model_name": model_name,
+        "finish_reason": completion.finish_reason,
+        "prompt_tokens": usage.prompt_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "time_to_first_token": timings.time_to_first_token,
+        "prefill_tokens_per_s": timings.prefill_tokens_per_s,
+        "decode_tokens_per_s": timings.decode_tokens_per_s,
+    }

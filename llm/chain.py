@@ -1,0 +1,84 @@
+"""A Chainlit session's chain, and streaming its reply token by token.
+
+`build_chain` wraps the SAME engine in a new LLMChain: it loads nothing and costs microseconds, so a
+settings change can rebuild the chain every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from langchain_classic.chains import LLMChain
+from langchain_core.callbacks import AsyncCallbackHandler
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+
+from llm.chat_models import ChatHearth
+from llm.settings import GenerationSettings
+from native import Engine
+
+PROMPT = ChatPromptTemplate.from_messages(
+    [MessagesPlaceholder("history", optional=True), ("human", "{question}")]
+)
+
+
+def build_chain(
+    engine: Engine, settings: GenerationSettings | None = None, session_id: str | None = None
+) -> LLMChain:
+    """An LLMChain (conversation history + question -> ChatHearth) around an already loaded engine."""
+    settings = settings or GenerationSettings()
+    chat = ChatHearth(engine=engine, session_id=session_id, **settings.model_dump())
+    return LLMChain(prompt=PROMPT, llm=chat, verbose=False)
+
+
+class _TokenQueue(AsyncCallbackHandler):
+    def __init__(self, queue: asyncio.Queue) -> None:
+        self.queue = queue
+
+    async def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        self.queue.put_nowait(token)
+
+
+class Reply:
+    """Run a chain and iterate its tokens as they come; `result` holds the chain's output afterwards.
+
+    Cancelling the consumer (Chainlit's stop button cancels the message task) cancels the chain,
+    which cancels the generation in the engine.
+    """
+
+    def __init__(self, chain: LLMChain, inputs: dict[str, Any], callbacks: list | None = None) -> None:
+        self.chain, self.inputs, self.callbacks = chain, inputs, callbacks or []
+        self.result: dict[str, Any] | None = None
+
+    @property
+    def text(self) -> str:
+        return self.result[self.chain.output_key] if self.result else ""
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """finish_reason, token counts and timings of the last generation."""
+        return getattr(self, "_metadata", {})
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        config = {"callbacks": [_TokenQueue(queue), _Metadata(self), *self.callbacks]}
+        task = asyncio.ensure_future(self.chain.ainvoke(self.inputs, config=config))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (token := await queue.get()) is not None:
+                yield token
+            self.result = await task
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+
+class _Metadata(AsyncCallbackHandler):
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+
+    async def on_llm_end(self, response, **kwargs: Any) -> None:
+        generation = response.generations[0][0] if response.generations and response.generations[0] else None
+        self.reply._metadata = (generation.generation_info or {}) if generation else {}

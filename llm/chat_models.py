@@ -1,0 +1,135 @@
+"""`ChatHearth`: a LangChain chat model over the local engine, applying the model's chat template."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models.chat_models import (
+    BaseChatModel,
+    agenerate_from_stream,
+    generate_from_stream,
+)
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from pydantic import Field
+
+import prompts
+from llm._base import HearthFields, completion_info
+from native import Stream
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "chat": "user"}
+
+
+class ChatHearth(BaseChatModel, HearthFields):
+    """Chat with a local GGUF model: messages are rendered with the model's chat template.
+
+    ```python
+    from llm import ChatHearth
+    chat = ChatHearth(model="default", temperature=0.0, max_new_tokens=32)
+    chat.invoke([("system", "Be brief."), ("human", "Hello!")])
+    ```
+    The template is the model's own (from its GGUF metadata) unless `chat_template` names another.
+    Instances naming the same model share one engine; give each conversation its own `session_id`
+    so that its KV cache is reused turn after turn.
+    """
+
+    chat_template: str | None = Field(None, description="A built-in template name or a JSON file path.")
+
+    @property
+    def _llm_type(self) -> str:
+        return "chat-hearth"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "chat_template": self.chat_template,
+            **self._settings(None, {}).model_dump(),
+        }
+
+    def template(self) -> prompts.ChatTemplate:
+        """The chat template this model's conversations are rendered with."""
+        info = self.get_engine().info
+        return prompts.template_for(
+            chat_template=info.chat_template,
+            architecture=info.architecture,
+            model_name=info.name or info.path.stem,
+            eos_token=info.eos_token,
+            bos_token=info.bos_token,
+            override=self.chat_template,
+        )
+
+    def render(self, messages: list[BaseMessage], system_prompt: str | None = None) -> prompts.Prompt:
+        """The exact prompt text and stop strings the engine receives for these messages."""
+        turns = [{"role": _ROLES.get(m.type, m.type), "content": m.text} for m in messages]
+        if system_prompt and not any(t["role"] == "system" for t in turns):
+            turns.insert(0, {"role": "system", "content": system_prompt})
+        return prompts.render(turns, self.template())
+
+    def _start(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> Stream:
+        settings = self._settings(stop, kwargs)
+        prompt = self.render(messages, settings.system_prompt)
+        return self._submit(prompt.text, settings, prompt.stop)
+
+    def _chunk(self, delta: str) -> ChatGenerationChunk:
+        return ChatGenerationChunk(message=AIMessageChunk(content=delta))
+
+    def _final_chunk(self, stream: Stream) -> ChatGenerationChunk:
+        info = completion_info(stream.completion, self.model_name)
+        usage = stream.completion.usage if stream.completion else None
+        message = AIMessageChunk(
+            content="",
+            response_metadata=info,
+            usage_metadata=UsageMetadata(
+                input_tokens=usage.prompt_tokens,
+                output_tokens=usage.completion_tokens,
+                total_tokens=usage.total_tokens,
+                input_token_details={"cache_read": usage.cached_tokens},
+            )
+            if usage
+            else None,
+            chunk_position="last",
+        )
+        return ChatGenerationChunk(message=message, generation_info=info)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        stream = self._start(messages, stop, kwargs)
+        yield from self._chunks(stream, run_manager)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        stream = self._start(messages, stop, kwargs)
+        async for chunk in self._achunks(stream, run_manager):
+            yield chunk
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))

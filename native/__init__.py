@@ -1,0 +1,21 @@
+"""The inference core: model resolution, GGUF inspection, hardware, and the llama.cpp engine.
+
+The only room that touches llama.cpp. Importing it loads llama.cpp's shared library, never a model.
+"""
+
+from native import errors
+from native.engine import Engine, load_engine, model_loads
+from native.sampling import SamplingParams
+from native.stream import Completion, Stream, Timings, Usage
+
+__all__ = [
+    "Completion",
+    "Engine",
+    "SamplingParams",
+    "Stream",
+    "Timings",
+    "Usage",
+    "errors",
+    "load_engine",
+    "model_loads",
+]
