@@ -3,8 +3,11 @@
 import chainlit as cl
 
 from llm.conversation import Conversation, shared_engine
+from llm.logs import configure_logging
 from llm.ui import settings_from_panel, settings_widgets
 from native.errors import HearthError
+
+configure_logging()
 
 
 @cl.on_chat_start

@@ -18,9 +18,9 @@ from llm.chat_models import ChatHearth
 from llm.settings import GenerationSettings
 from native import Engine
 
-PROMPT = ChatPromptTemplate.from_messages(
-    [MessagesPlaceholder("history", optional=True), ("human", "{question}")]
-)
+# `history` is required, not optional: LLMChain passes on only the prompt's input_variables, and an
+# optional placeholder is not one of them, so its messages would be silently dropped.
+PROMPT = ChatPromptTemplate.from_messages([MessagesPlaceholder("history"), ("human", "{question}")])
 
 
 def build_chain(

@@ -14,7 +14,7 @@ from langchain_core.language_models.chat_models import (
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 import prompts
 from llm._base import HearthFields, completion_info
@@ -38,6 +38,8 @@ class ChatHearth(BaseChatModel, HearthFields):
 
     chat_template: str | None = Field(None, description="A built-in template name or a JSON file path.")
 
+    _template: prompts.ChatTemplate | None = PrivateAttr(None)
+
     @property
     def _llm_type(self) -> str:
         return "chat-hearth"
@@ -51,9 +53,11 @@ class ChatHearth(BaseChatModel, HearthFields):
         }
 
     def template(self) -> prompts.ChatTemplate:
-        """The chat template this model's conversations are rendered with."""
+        """The chat template this model's conversations are rendered with (chosen once per instance)."""
+        if self._template is not None:
+            return self._template
         info = self.get_engine().info
-        return prompts.template_for(
+        self._template = prompts.template_for(
             chat_template=info.chat_template,
             architecture=info.architecture,
             model_name=info.name or info.path.stem,
@@ -61,6 +65,7 @@ class ChatHearth(BaseChatModel, HearthFields):
             bos_token=info.bos_token,
             override=self.chat_template,
         )
+        return self._template
 
     def render(self, messages: list[BaseMessage], system_prompt: str | None = None) -> prompts.Prompt:
         """The exact prompt text and stop strings the engine receives for these messages."""

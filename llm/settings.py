@@ -32,7 +32,7 @@ class GenerationFields(BaseModel):
         ge=0.1,
         le=2.0,
         json_schema_extra=_ui("Repetition Penalty", "slider", 0.1),
-        description="Above 1 discourages repeating recent tokens; 1 is off. (0 would divide by zero.)",
+        description="Above 1 discourages repeating recent tokens; 1 is off.",
     )
     top_p: float = Field(
         0.9,

@@ -204,3 +204,14 @@ def test_settings_panel_is_generated_from_the_fields():
     )
     assert (rows["top_k"]["min"], rows["top_k"]["max"]) == (0, 100)
     assert rows["max_new_tokens"]["label"] == "Max New Tokens"
+
+
+def test_chain_passes_the_history_to_the_model(engine):
+    chain = build_chain(engine, GenerationSettings(temperature=0.0, max_new_tokens=4))
+    inputs = chain.prep_inputs(
+        {"question": "And dogs?", "history": [HumanMessage("Cats?"), AIMessage("Meow.")]}
+    )
+    text = chain.llm.render(chain.prompt.format_prompt(**inputs).to_messages()).text
+    assert (
+        "user\nCats?<|im_end|>\n<|im_start|>assistant\nMeow.<|im_end|>\n<|im_start|>user\nAnd dogs?" in text
+    )

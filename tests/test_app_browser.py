@@ -1,0 +1,214 @@
+"""The Chainlit app in a real browser (Debian's Chromium through Playwright) on the real default model.
+
+The server runs as `chainlit run app.py` would for a user; what reached the engine is read from its
+log (HEARTH_LOG_LEVEL=debug prints every prompt and every request's usage line).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import Page, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+USAGE = re.compile(r"session=(\S+) prompt=(\d+) cached=(\d+) completion=(\d+) finish=(\w+)")
+
+pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        env = {**os.environ, "HEARTH_LOG_LEVEL": "debug"}
+        self.log_file = log_path.open("w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "chainlit",
+                "run",
+                "app.py",
+                "--headless",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"chainlit exited early:\n{self.log()}")
+            try:
+                if requests.get(self.url, timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"chainlit did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def usages(self) -> list[tuple[str, int, int, int, str]]:
+        return [(s, int(p), int(c), int(n), f) for s, p, c, n, f in USAGE.findall(self.log())]
+
+    def wait_for_usages(self, count: int, timeout: float = 60) -> list:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(found := self.usages()) >= count:
+                return found
+            time.sleep(0.1)
+        raise TimeoutError(f"expected {count} finished requests, log:\n{self.log()[-3000:]}")
+
+    def prompts(self) -> list[str]:
+        return re.findall(r"DEBUG - hearth.engine - prompt for session \S+: (.*)", self.log())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log_file.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("chainlit") / "server.log")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(server.url)
+    # The settings button appears once the websocket is up and on_chat_start has run.
+    page.wait_for_selector("#chat-settings-open-modal", timeout=60_000)
+    yield page
+    context.close()
+
+
+def send(page: Page, text: str) -> None:
+    page.fill("#chat-input", text)
+    page.click("#chat-submit")
+
+
+def last_reply(page: Page) -> str:
+    replies = page.locator('[data-step-type="assistant_message"]')
+    return replies.last.inner_text() if replies.count() else ""
+
+
+def wait_idle(page: Page, timeout: float = 60_000) -> None:
+    expect(page.locator("#stop-button")).to_have_count(0, timeout=timeout)
+
+
+def set_slider(page: Page, field: str, key: str) -> None:
+    thumb = page.locator(f"[id='{field}'] [role=slider], [id='{field}'][role=slider]").first
+    thumb.focus()
+    thumb.press(key)
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def test_chat_streams_settings_apply_stop_works_and_model_loads_once(page, server):
+    # 1. A message gets a reply that streams: its text is seen growing before the reply ends.
+    send(page, "Tell me about cats.")
+    lengths: set[int] = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not server.usages():
+        lengths.add(len(last_reply(page)))
+        time.sleep(0.03)
+    wait_idle(page)
+    first_answer = last_reply(page)
+    assert len([n for n in lengths if n > 0]) >= 3, f"reply did not stream: saw lengths {sorted(lengths)}"
+    assert first_answer
+    shot(page, "01-streamed-reply")
+
+    # 2. Settings: Temperature 0 and Max New Tokens 1, confirmed; the next reply is one token.
+    page.click("#chat-settings-open-modal")
+    set_slider(page, "temperature", "Home")
+    set_slider(page, "max_new_tokens", "Home")
+    shot(page, "02-settings-panel")
+    page.click("#confirm")
+    send(page, "And dogs?")
+    usages = server.wait_for_usages(2)
+    wait_idle(page)
+    session, _prompt, cached, completion, _finish = usages[-1]
+    assert completion == 1
+    assert len(page.locator('[data-step-type="assistant_message"]').all()) == 2
+    shot(page, "03-one-token-reply")
+
+    # 3. The second turn's prompt holds the first turn, and its cache was reused.
+    second_prompt = server.prompts()[-1]
+    assert "Tell me about cats." in second_prompt
+    assert first_answer.split()[0] in second_prompt
+    assert cached > 0
+
+    # 4. The stop button ends a long reply early, in the engine.
+    page.click("#chat-settings-open-modal")
+    set_slider(page, "max_new_tokens", "End")
+    page.click("#confirm")
+    send(page, "Write a very long story about a dragon and a knight, with many chapters.")
+    expect(page.locator("#stop-button")).to_be_visible(timeout=30_000)
+    expect(page.locator('[data-step-type="assistant_message"]')).to_have_count(3, timeout=30_000)
+    while len(last_reply(page)) < 40:
+        time.sleep(0.02)
+    page.click("#stop-button")
+    usages = server.wait_for_usages(3)
+    assert usages[-1][4] == "cancelled"
+    assert usages[-1][3] < 1024
+    wait_idle(page)
+    shot(page, "04-stopped-reply")
+
+    # 5. After all that (and settings changes), the model was loaded exactly once.
+    assert server.log().count("loaded model") == 1
+    assert all(u[0] == session for u in usages)
