@@ -19,6 +19,10 @@ class UnsafeModelName(HearthError, ValueError):
     """A model name tried to reach outside the models folder (`../`, absolute path, symlink out)."""
 
 
+class AmbiguousModel(HearthError, ValueError):
+    """A folder holds several GGUF files and nothing says which one to load; name the file instead."""
+
+
 class InvalidModelFile(HearthError, ValueError):
     """The file exists but is not a model llama.cpp can load."""
 
@@ -41,6 +45,10 @@ class UnsupportedArchitecture(InvalidModelFile):
 
 class ModelLoadFailed(HearthError, RuntimeError):
     """llama.cpp refused a file that passed validation."""
+
+
+class InvalidDevice(HearthError, ValueError):
+    """A device string is not one of the accepted forms (auto, cpu, cuda, cuda:N, metal, vulkan)."""
 
 
 class DeviceUnavailable(HearthError, RuntimeError):

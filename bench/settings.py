@@ -1,0 +1,65 @@
+"""What a settings change costs: Hearth rebuilds the session's chain around the same engine, where the
+seed tutorial builds a new model (a full load) on every slider move.
+
+Prints JSON: the mean cost of one settings change as the app performs it (validate the panel's values,
+rebuild the chain), the number of model loads it caused, and a model load measured in the same run for
+scale. Targets: < 1 ms and 0 loads.
+
+    .venv/bin/python bench/settings.py [--model default] [--changes 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from llm.conversation import Conversation  # noqa: E402
+from llm.ui import settings_from_panel  # noqa: E402
+from native import load_engine, model_loads  # noqa: E402
+from native.engine import Engine  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--changes", type=int, default=1000)
+    args = parser.parse_args()
+
+    engine = load_engine(args.model)
+    conversation = Conversation(engine, session_id="bench")
+    panels = [
+        {"temperature": (i % 20) / 10, "repetition_penalty": 1.1, "top_p": 0.9, "top_k": i % 100,
+         "max_new_tokens": 1 + i % 1024, "streaming": bool(i % 2), "system_prompt": ""}
+        for i in range(args.changes)
+    ]
+    loads_before = model_loads()
+    started = time.perf_counter()
+    for values in panels:
+        conversation.apply(settings_from_panel(values))
+    per_change = (time.perf_counter() - started) / args.changes
+    loads = model_loads() - loads_before
+
+    started = time.perf_counter()
+    fresh = Engine(engine.info, engine.device, n_ctx=engine.n_ctx)  # what reloading the model costs
+    reload_s = time.perf_counter() - started
+    fresh.close()
+
+    print(json.dumps({
+        "bench": "settings",
+        "model": engine.info.path.name,
+        "changes": args.changes,
+        "settings_change_ms": round(per_change * 1000, 4),
+        "model_loads_caused": loads,
+        "model_reload_ms": round(reload_s * 1000, 1),
+        "reload_over_change_ratio": round(reload_s / per_change, 1),
+        "targets": {"settings_change_ms": "< 1", "model_loads_caused": 0},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
