@@ -37,6 +37,7 @@ lint: install
 bench: install
 	$(PY) bench/decode.py
 	$(PY) bench/settings.py
+	$(PY) bench/threads.py
 
 install: $(STAMP)
 
