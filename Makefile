@@ -23,7 +23,7 @@ BUILD_KEY := $(shell printf '%s|%s|%s' '$(LLAMA_CPP_VERSION)' '$(CMAKE_ARGS)' "$
 WHEELS    := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hearth/wheels/$(BUILD_KEY)
 STAMP     := $(VENV)/.hearth-$(BUILD_KEY)
 
-.PHONY: run test lint bench install wheel clean
+.PHONY: run test lint bench install wheel clean constraints
 
 run: install
 	$(VENV)/bin/chainlit run app.py -w --host $(HOST) --port $(PORT)
@@ -53,14 +53,17 @@ wheel: $(VENV)/bin/python
 	    llama-cpp-python==$(LLAMA_CPP_VERSION) || exit 1; \
 	fi
 
-$(STAMP): requirements.txt requirements-dev.txt $(VENV)/bin/python
+$(STAMP): requirements.txt requirements-dev.txt .ci/constraints.txt $(VENV)/bin/python
 	$(MAKE) wheel
 	$(PIP) install --no-cache-dir --force-reinstall --no-deps $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	grep -v 'install: no-deps' requirements.txt > $(VENV)/requirements-deps.txt
-	$(PIP) install -r $(VENV)/requirements-deps.txt -r requirements-dev.txt
+	$(PIP) install -r $(VENV)/requirements-deps.txt -r requirements-dev.txt -c .ci/constraints.txt
 	grep 'install: no-deps' requirements.txt | cut -d'#' -f1 | xargs $(PIP) install --no-deps
 	$(PY) -m native.fetch default
 	rm -f $(VENV)/.hearth-* && touch $@
+
+constraints: install
+	{ sed -n 1,2p .ci/constraints.txt; $(PIP) freeze | grep -v '^llama_cpp_python'; } > .ci/constraints.new && mv .ci/constraints.new .ci/constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache
