@@ -1,5 +1,8 @@
 """Hearth's browser chat: Chainlit handlers only. The work lives in `llm/`."""
 
+import asyncio
+import logging
+
 import chainlit as cl
 
 from llm.conversation import Conversation, shared_engine
@@ -8,6 +11,7 @@ from llm.ui import settings_from_panel, settings_widgets
 from native.errors import HearthError
 
 configure_logging()
+log = logging.getLogger("hearth.app")
 
 
 @cl.on_chat_start
@@ -47,8 +51,14 @@ async def on_message(message: cl.Message) -> None:
                 await answer.stream_token(token)
             else:
                 answer.content += token
-    except HearthError as exc:
+    except asyncio.CancelledError:  # the stop button: keep what was already shown
+        if answer.content:
+            conversation.remember(message.content, answer.content)
+            await answer.send()
+        raise
+    except Exception as exc:  # whatever went wrong, the user reads it in the chat, not in a hung spinner
+        log.exception("reply failed")
         await cl.ErrorMessage(content=f"Generation failed: {exc}").send()
-    finally:  # also when the stop button cancels this task: keep what was shown
-        conversation.remember(message.content, answer.content)
-        await answer.send()
+        return
+    conversation.remember(message.content, answer.content)
+    await answer.send()

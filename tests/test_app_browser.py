@@ -41,11 +41,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, **env_overrides: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        env = {**os.environ, "HEARTH_LOG_LEVEL": "debug"}
+        env = {**os.environ, "HEARTH_LOG_LEVEL": "debug", **env_overrides}
         self.log_file = log_path.open("w")
         self.process = subprocess.Popen(
             [
@@ -212,3 +212,48 @@ def test_chat_streams_settings_apply_stop_works_and_model_loads_once(page, serve
     # 5. After all that (and settings changes), the model was loaded exactly once.
     assert server.log().count("loaded model") == 1
     assert all(u[0] == session for u in usages)
+
+
+def test_oversized_message_gets_a_readable_error_and_the_chat_goes_on(page, server):
+    send(page, "word " * 5000)
+    error = page.get_by_text("does not fit the context")
+    expect(error).to_be_visible(timeout=30_000)
+    assert "Traceback" not in page.content()
+    shot(page, "05-context-overflow")
+    # The refused message is not kept in the history: the next one is answered normally.
+    done = len(server.usages())
+    send(page, "Hello again.")
+    usages = server.wait_for_usages(done + 1)
+    assert usages[-1][4] in ("stop", "length")
+    assert "word word" not in server.prompts()[-1]
+
+
+def test_missing_model_is_explained_in_the_chat(browser, tmp_path):
+    broken = Server(tmp_path / "server.log", HEARTH_MODEL="no-such-model")
+    try:
+        broken.wait_ready()
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(broken.url)
+        expect(page.get_by_text("The model could not be loaded")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("no-such-model").first).to_be_visible()
+        shot(page, "06-missing-model")
+        context.close()
+    finally:
+        broken.stop()
+
+
+def test_streaming_off_sends_the_reply_whole(page, server):
+    page.click("#chat-settings-open-modal")
+    page.click("#streaming")
+    page.click("#confirm")
+    done = len(server.usages())
+    send(page, "Tell me about the sea.")
+    lengths: set[int] = set()
+    while len(server.usages()) == done:
+        lengths.add(len(last_reply(page)))
+        time.sleep(0.03)
+    wait_idle(page)
+    lengths.add(len(last_reply(page)))
+    assert server.usages()[-1][3] > 5  # a reply long enough that streaming would have shown its growth
+    assert len([n for n in lengths if n > 0]) == 1, f"reply was streamed: saw lengths {sorted(lengths)}"
