@@ -1,5 +1,8 @@
 """Incremental detokenization: whole characters only, stop strings never shown, even in part."""
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from native.detok import TextAssembler
 
 
@@ -41,3 +44,19 @@ def test_held_back_text_is_released_at_the_end():
 def test_earliest_of_several_stop_strings_wins():
     assembler = TextAssembler(stop=("bb", "a"))
     assert "".join(feed_all(assembler, [b"xxbbya"])) == "xx"
+
+
+@given(
+    text=st.text(alphabet=st.sampled_from(list("ab <|>é日🔥\n")), max_size=60),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=20),
+    stop=st.sampled_from(["", "<|", "🔥", "b b", "é日"]),
+)
+def test_any_split_of_the_bytes_yields_exactly_the_text_before_the_first_stop(text, cuts, stop):
+    data = text.encode()
+    bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    pieces = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    assembler = TextAssembler(stop=(stop,) if stop else ())
+    out = feed_all(assembler, pieces)
+    expected = text[: text.index(stop)] if stop and stop in text else text
+    assert "".join(out) == expected
+    assert all("\ufffd" not in piece for piece in out)
