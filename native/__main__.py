@@ -51,7 +51,8 @@ def _hardware_lines(report: dict[str, Any]) -> list[str]:
     features = " ".join(name for name, present in cpu["features"].items() if present) or "no avx/fma/f16c"
     memory = f"{report['memory_total'] / 1024 / MIB:.1f} GiB" if report["memory_total"] else "unknown"
     devices = ", ".join(
-        d["device"] + (f" ({d['description']})" if d["description"] else "") for d in report["devices"])
+        d["device"] + (f" ({d['description']})" if d["description"] else "") for d in report["devices"]
+    )
     return [
         "hardware",
         f"  cpu           {cpu['model'] or 'unknown'} ({features})",
@@ -84,11 +85,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.json:
         model = dataclasses.asdict(info) | {"path": str(info.path)}
-        print(json.dumps({"model": model, "hardware": report, "device": str(device), "threads": threads},
-                         indent=2))
+        print(
+            json.dumps(
+                {"model": model, "hardware": report, "device": str(device), "threads": threads}, indent=2
+            )
+        )
     else:
-        print("\n".join([*_model_lines(info), *_hardware_lines(report),
-                         f"device          {device}", f"threads         {threads}"]))
+        print(
+            "\n".join(
+                [
+                    *_model_lines(info),
+                    *_hardware_lines(report),
+                    f"device          {device}",
+                    f"threads         {threads}",
+                ]
+            )
+        )
     return 0
 
 

@@ -117,8 +117,9 @@ def existing_path(entry: CatalogEntry, models_dir: str | os.PathLike[str] | None
     return path if path.is_file() else None
 
 
-def materialize(name: str | CatalogEntry, models_dir: str | os.PathLike[str] | None = None, *,
-                progress: bool = True) -> Path:
+def materialize(
+    name: str | CatalogEntry, models_dir: str | os.PathLike[str] | None = None, *, progress: bool = True
+) -> Path:
     """Returns the path of catalog model `name`, assembling it into the models folder on first use.
 
     Raises ModelNotFound (naming the pip command) when the package is missing, InvalidModelFile when
@@ -130,8 +131,10 @@ def materialize(name: str | CatalogEntry, models_dir: str | os.PathLike[str] | N
     if entry.source == "package_file":
         path = _package_file(entry)
         if not path.is_file():
-            raise ModelNotFound(f"catalog model {entry.name!r}: {path} is missing from the installed package "
-                                f"{entry.package}; reinstall it: {entry.install} --force-reinstall")
+            raise ModelNotFound(
+                f"catalog model {entry.name!r}: {path} is missing from the installed package "
+                f"{entry.package}; reinstall it: {entry.install} --force-reinstall"
+            )
         return path
     target = _assembled_path(entry, models_dir)
     if target.is_file():  # only a hash-checked file is ever renamed into place
@@ -140,8 +143,15 @@ def materialize(name: str | CatalogEntry, models_dir: str | os.PathLike[str] | N
     return assemble(chunks, target, sha256, progress=progress, label=entry.name, install=entry.install)
 
 
-def assemble(chunks: Sequence[Path], target: Path, sha256: str, *, progress: bool = True,
-             label: str | None = None, install: str = "") -> Path:
+def assemble(
+    chunks: Sequence[Path],
+    target: Path,
+    sha256: str,
+    *,
+    progress: bool = True,
+    label: str | None = None,
+    install: str = "",
+) -> Path:
     """Returns `target` after concatenating `chunks` into it, checked against `sha256`.
 
     Writes a uniquely named `.partial` file beside the target and renames it into place only when the
@@ -157,9 +167,18 @@ def assemble(chunks: Sequence[Path], target: Path, sha256: str, *, progress: boo
     partial = Path(partial_name)
     digest = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                                              desc=f"assembling {label or target.name}", file=sys.stderr,
-                                              disable=not progress) as bar:
+        with (
+            os.fdopen(fd, "wb") as out,
+            tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=f"assembling {label or target.name}",
+                file=sys.stderr,
+                disable=not progress,
+            ) as bar,
+        ):
             for chunk in chunks:
                 with chunk.open("rb") as f:
                     while block := f.read(_BLOCK):
@@ -171,7 +190,8 @@ def assemble(chunks: Sequence[Path], target: Path, sha256: str, *, progress: boo
         if digest.hexdigest() != sha256:
             raise InvalidModelFile(
                 f"assembled {target.name} has sha256 {digest.hexdigest()}, expected {sha256}: the chunk "
-                f"files are damaged and nothing was kept; reinstall the package: {install} --force-reinstall")
+                f"files are damaged and nothing was kept; reinstall the package: {install} --force-reinstall"
+            )
         os.chmod(partial, 0o644)  # mkstemp makes it private to us; a model file is for every user
         os.replace(partial, target)
     except BaseException:
@@ -192,8 +212,10 @@ def _package_file(entry: CatalogEntry) -> Path:
     try:
         dist = importlib.metadata.distribution(entry.package)
     except importlib.metadata.PackageNotFoundError:
-        raise ModelNotFound(f"catalog model {entry.name!r} comes from the package {entry.package}, which is "
-                            f"not installed; install it: {entry.install}") from None
+        raise ModelNotFound(
+            f"catalog model {entry.name!r} comes from the package {entry.package}, which is "
+            f"not installed; install it: {entry.install}"
+        ) from None
     return Path(str(dist.locate_file(entry.path_in_package or "")))
 
 
@@ -203,5 +225,7 @@ def _package_chunks(entry: CatalogEntry) -> tuple[list[Path], str]:
         module = importlib.import_module(entry.module or "")
         return list(module.chunk_paths()), module.EXPECTED_SHA256
     except ImportError as e:  # the main package or one of the part packages it imports
-        raise ModelNotFound(f"catalog model {entry.name!r} needs the package {entry.package} and its chunk "
-                            f"packages ({e.name or e} is missing); install them: {entry.install}") from None
+        raise ModelNotFound(
+            f"catalog model {entry.name!r} needs the package {entry.package} and its chunk "
+            f"packages ({e.name or e} is missing); install them: {entry.install}"
+        ) from None

@@ -1,9 +1,8 @@
-"""The engine: one loaded model, one worker thread that owns its llama.cpp context, a queue in front.
+"""The engine: one loaded model, served to many sessions at once by one scheduler thread.
 
 `load_engine` returns one shared engine per model file and device. `engine.submit` tokenizes (the
 vocabulary is immutable, so any thread may), refuses what cannot fit, and queues the request; the
-worker thread makes every call that touches the context. This version serves one request at a time
-on one cached sequence, reusing the longest common prefix with the previous request.
+scheduler thread (native/scheduler.py) makes every call that touches the context.
 """
 
 from __future__ import annotations
@@ -12,35 +11,35 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from native.errors import ContextOverflow, EngineBusy, EngineFailed
-from native.generate import Generation
 from native.gguf_info import ModelInfo, inspect_gguf
-from native.hardware import Device, choose_device, default_threads, n_gpu_layers_for
-from native.llama import Batch, Context, Model
+from native.hardware import Device, choose_device, default_threads, n_gpu_layers_for, total_memory
+from native.llama import Context, Model, SamplerChain
 from native.resolve import resolve_model
-from native.sampling import SamplingParams, build_sampler
-from native.stream import Completion, Stream, Timings, Usage
+from native.sampling import SamplingParams
+from native.scheduler import Scheduler
+from native.sequence import Request
+from native.stream import Stream
 
 log = logging.getLogger("hearth.engine")
 
 DEFAULT_CTX = 4096
-SEQ = 0  # the one sequence this engine keeps cached
+MAX_DEFAULT_PARALLEL = 8
 
 
-@dataclass
-class Request:
-    tokens: list[int]
-    sampling: SamplingParams
-    session: str | None
-    stream: Stream
-    submitted: float = field(default_factory=time.perf_counter)
+def default_parallel() -> int:
+    """Slots when none are asked for: one per 2 GiB of memory, from 1 to 8."""
+    memory = total_memory() or 0
+    return max(1, min(MAX_DEFAULT_PARALLEL, memory // 2**31))
 
 
 class Engine:
-    """A loaded model behind a worker thread. Use `load_engine` to get the shared instance."""
+    """A loaded model behind a scheduler thread. Use `load_engine` to get the shared instance.
+
+    `n_ctx` is the context of one session (slot); the context allocated is `n_ctx * parallel`.
+    """
 
     def __init__(
         self,
@@ -49,6 +48,7 @@ class Engine:
         *,
         n_ctx: int | None = None,
         n_threads: int | None = None,
+        parallel: int | None = None,
         n_batch: int = 512,
         max_queue: int = 64,
     ) -> None:
@@ -56,34 +56,36 @@ class Engine:
         self.info = info
         self.device = device
         self.n_threads = n_threads or default_threads()
+        self.parallel = parallel or default_parallel()
+        per_slot = n_ctx or min(info.context_length or DEFAULT_CTX, DEFAULT_CTX)
         self._model = Model(info.path, n_gpu_layers=n_gpu_layers_for(device))
         try:
-            ctx_size = n_ctx or min(info.context_length or DEFAULT_CTX, DEFAULT_CTX)
             self._ctx = Context(
-                self._model, n_ctx=ctx_size, n_batch=n_batch, n_seq_max=1, n_threads=self.n_threads
+                self._model,
+                n_ctx=per_slot * self.parallel,
+                n_batch=n_batch,
+                n_seq_max=self.parallel,
+                n_threads=self.n_threads,
             )
-            self._batch = Batch(self._ctx.n_batch)
         except BaseException:
             self._model.close()
             raise
-        self.n_ctx = self._ctx.n_ctx
-        self._cached: list[int] = []
+        self.n_ctx = self._ctx.n_ctx_seq
         self._queue: queue.Queue[Request | None] = queue.Queue(maxsize=max_queue)
+        self._scheduler = Scheduler(self._model, self._ctx, self.parallel, self._queue)
         self._failure: str | None = None
         self._closed = False
-        self._busy = False
-        self._requests = 0
-        self._last: Completion | None = None
-        self._worker = threading.Thread(target=self._run, name=f"hearth-engine-{info.path.name}", daemon=True)
-        self._worker.start()
+        self._thread = threading.Thread(target=self._run, name=f"hearth-{info.path.name}", daemon=True)
+        self._thread.start()
         log.info(
-            "loaded model %s (%s, %s, %s) on %s with %d threads, context %d, in %.2f s",
+            "loaded model %s (%s, %s, %s) on %s with %d threads, %d slots of %d tokens, in %.2f s",
             info.path.name,
             info.architecture,
             info.quantization,
-            _mib(info.file_size),
+            f"{info.file_size / 2**20:.0f} MiB",
             device,
             self.n_threads,
+            self.parallel,
             self.n_ctx,
             time.perf_counter() - started,
         )
@@ -104,7 +106,8 @@ class Engine:
         self, prompt: str | list[int], sampling: SamplingParams | None = None, session: str | None = None
     ) -> Stream:
         """Queue a generation and return its Stream at once. Raises before any work is done when the
-        prompt cannot fit (ContextOverflow), the queue is full (EngineBusy) or the engine is gone."""
+        prompt cannot fit a session's context (ContextOverflow), the queue is full (EngineBusy) or the
+        engine is gone (EngineFailed). `session` keeps a conversation's cache in one slot."""
         self._check_alive()
         sampling = sampling or SamplingParams()
         tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
@@ -124,32 +127,34 @@ class Engine:
         return request.stream
 
     def stats(self) -> dict:
-        """Cheap counters for dashboards: no call into llama.cpp."""
-        last = self._last
+        """Cheap figures for dashboards, read without calling into llama.cpp."""
+        s = self._scheduler
         return {
             "model": self.model_name,
             "device": str(self.device),
             "threads": self.n_threads,
             "context_size": self.n_ctx,
-            "slots_total": 1,
-            "slots_in_use": int(self._busy),
-            "queue_depth": self._queue.qsize(),
-            "cached_tokens": [len(self._cached)],
-            "requests_total": self._requests,
-            "prefill_tokens_per_s": last.timings.prefill_tokens_per_s if last else 0.0,
-            "decode_tokens_per_s": last.timings.decode_tokens_per_s if last else 0.0,
+            "slots_total": self.parallel,
+            "slots_in_use": len(s.active),
+            "queue_depth": self._queue.qsize() + len(s.waiting),
+            "cached_tokens": [len(slot.tokens) for slot in s.slots.slots],
+            "requests_total": s.requests,
+            "prefill_tokens_per_s": round(s.prefill_rate, 1),
+            "decode_tokens_per_s": round(s.decode_rate, 1),
+            "samplers_live": SamplerChain.live,
         }
 
     def close(self) -> None:
-        """Stop the worker, fail what is still queued, free the native handles. Safe to call twice."""
+        """Stop the scheduler, fail what is still queued, free the native handles. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         _registry_forget(self)
-        self._queue.put(None)
-        self._worker.join()
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
-    # -- worker thread ------------------------------------------------------------------------------
+    # -- the scheduler thread -----------------------------------------------------------------------
 
     def _check_alive(self) -> None:
         if self._failure:
@@ -158,77 +163,10 @@ class Engine:
             raise EngineFailed(f"the engine for {self.model_name} was closed")
 
     def _run(self) -> None:
-        try:
-            while (request := self._queue.get()) is not None:
-                self._busy = True
-                self._serve(request)
-                self._busy = False
-        except BaseException as exc:  # the worker must never die silently: everyone waiting is told
-            self._failure = f"{type(exc).__name__}: {exc}"
-            log.exception("engine worker died")
-        finally:
-            self._drain(self._failure or "the engine was closed")
-            self._batch.close()
-            self._model.close()
-
-    def _drain(self, reason: str) -> None:
-        while True:
-            try:
-                request = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if request is not None:
-                request.stream._finish(_failed(request, reason))
-
-    def _serve(self, request: Request) -> None:
-        self._requests += 1
-        started = time.perf_counter()
-        if request.stream.cancelled:
-            request.stream._finish(_empty(request, "cancelled"))
-            return
-        sampler = build_sampler(request.sampling, self._model)
-        try:
-            generation = Generation(self._model, self._ctx, self._batch, sampler, request, SEQ)
-            completion = generation.run(self._cached, started)
-        except Exception as exc:
-            log.exception("generation failed")
-            self._cached = []
-            self._ctx.forget(SEQ)
-            completion = _failed(request, f"{type(exc).__name__}: {exc}")
-        finally:
-            sampler.close()
-        self._last = completion
-        log.info(
-            "session=%s prompt=%d cached=%d completion=%d finish=%s ttft=%.3fs prefill=%.0f tok/s "
-            "decode=%.1f tok/s",
-            request.session,
-            completion.usage.prompt_tokens,
-            completion.usage.cached_tokens,
-            completion.usage.completion_tokens,
-            completion.finish_reason,
-            completion.timings.time_to_first_token,
-            completion.timings.prefill_tokens_per_s,
-            completion.timings.decode_tokens_per_s,
-        )
-        request.stream._finish(completion)
-
-
-def _empty(request: Request, finish: str, error: str | None = None) -> Completion:
-    return Completion(
-        text="",
-        finish_reason=finish,  # type: ignore[arg-type]
-        usage=Usage(len(request.tokens), 0, 0),
-        timings=Timings(0.0, 0.0, 0.0),
-        error=error,
-    )
-
-
-def _failed(request: Request, reason: str) -> Completion:
-    return _empty(request, "error", reason)
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.0f} MiB"
+        failure = self._scheduler.run()
+        self._failure = failure
+        self._scheduler.fail_everything(failure or "the engine was closed")
+        self._model.close()
 
 
 # -- the shared engines -----------------------------------------------------------------------------
@@ -244,12 +182,14 @@ def load_engine(
     *,
     n_ctx: int | None = None,
     n_threads: int | None = None,
+    parallel: int | None = None,
     models_dir: str | Path | None = None,
 ) -> Engine:
     """The shared engine for `model` on `device`, loading it on first use only.
 
     `model` is a path to a .gguf file, a folder holding one, a name in models/, a catalog name, or
-    None for the default model. The file's header is validated before llama.cpp sees it.
+    None for the default model. The file's header is validated before llama.cpp sees it. `n_ctx` is
+    each session's context, `parallel` the number of sessions served at once (slots).
     """
     path = resolve_model(model, models_dir=models_dir).resolve()
     chosen = choose_device(device)
@@ -258,13 +198,13 @@ def load_engine(
     with _registry_lock:  # loading twice at once would hold two copies of the weights
         engine = _registry.get(key)
         if engine is not None and not engine._failure:
-            if n_ctx and n_ctx != engine.n_ctx:
+            if (n_ctx and n_ctx != engine.n_ctx) or (parallel and parallel != engine.parallel):
                 log.warning(
-                    "reusing the loaded %s with context %d (asked for %d)", path.name, engine.n_ctx, n_ctx
+                    "reusing the loaded %s (%d slots of %d tokens)", path.name, engine.parallel, engine.n_ctx
                 )
             return engine
         info = inspect_gguf(path)
-        engine = Engine(info, chosen, n_ctx=n_ctx, n_threads=n_threads)
+        engine = Engine(info, chosen, n_ctx=n_ctx, n_threads=n_threads, parallel=parallel)
         _registry[key] = engine
         _loads += 1
         return engine

@@ -45,10 +45,17 @@ SUPPORTED_ARCHITECTURES: frozenset[str] = frozenset(MODEL_ARCH_NAMES.values()) -
 _EXAMPLES = ("llama", "qwen3", "gemma3", "phi3", "mistral3")
 _MAGIC = struct.pack("<I", GGUF_MAGIC)  # b"GGUF"
 _SCALAR = {
-    GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
-    GGUFValueType.INT16: "<h", GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i",
-    GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?", GGUFValueType.UINT64: "<Q",
-    GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d",
+    GGUFValueType.UINT8: "<B",
+    GGUFValueType.INT8: "<b",
+    GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I",
+    GGUFValueType.INT32: "<i",
+    GGUFValueType.FLOAT32: "<f",
+    GGUFValueType.BOOL: "<?",
+    GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q",
+    GGUFValueType.FLOAT64: "<d",
 }
 _TOKENS_KEY = "tokenizer.ggml.tokens"
 
@@ -218,8 +225,11 @@ def _check_architecture(path: Path, arch: Any) -> str:
         raise InvalidModelFile(f"{path}: GGUF has no general.architecture; expected a model such as 'llama'")
     if arch in SUPPORTED_ARCHITECTURES:
         return arch
-    why = f"is {_NOT_TEXT_MODELS[arch]}, not a language model" if arch in _NOT_TEXT_MODELS else (
-        "is not an architecture this llama.cpp knows")
+    why = (
+        f"is {_NOT_TEXT_MODELS[arch]}, not a language model"
+        if arch in _NOT_TEXT_MODELS
+        else ("is not an architecture this llama.cpp knows")
+    )
     examples = ", ".join(a for a in _EXAMPLES if a in SUPPORTED_ARCHITECTURES)
     raise UnsupportedArchitecture(
         f"{path}: architecture {arch!r} {why}; supported ones include {examples} "
@@ -246,21 +256,25 @@ def inspect_gguf(path: str | Path) -> ModelInfo:
         f.seek(0)
         magic = f.read(4)
         if magic != _MAGIC:
-            raise NotAGGUFFile(f"{path}: starts with {magic!r}, not the GGUF magic {_MAGIC!r}; "
-                               "expected a .gguf model file")
+            raise NotAGGUFFile(
+                f"{path}: starts with {magic!r}, not the GGUF magic {_MAGIC!r}; expected a .gguf model file"
+            )
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             try:
                 meta, tensors, data_offset = _parse(buf)
                 ends = (off + _tensor_nbytes(name, n, t) for name, n, t, off in tensors)
                 data_end = data_offset + max(ends, default=0)
             except _Truncated as e:
-                raise TruncatedModelFile(f"{path}: truncated GGUF header ({e}); the file is {size} bytes, "
-                                         "copy the file again") from None
+                raise TruncatedModelFile(
+                    f"{path}: truncated GGUF header ({e}); the file is {size} bytes, copy the file again"
+                ) from None
             except Exception as e:  # garbage after a valid magic must never escape as a crash
                 raise InvalidModelFile(f"{path}: corrupt GGUF header: {e}") from None
     if data_end > size:
-        raise TruncatedModelFile(f"{path}: truncated: the header promises {data_end} bytes of data but the "
-                                 f"file has {size}; copy the file again")
+        raise TruncatedModelFile(
+            f"{path}: truncated: the header promises {data_end} bytes of data but the "
+            f"file has {size}; copy the file again"
+        )
     arch = _check_architecture(path, meta.get("general.architecture"))
 
     def typed(key: str, kind: type) -> Any:

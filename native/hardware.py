@@ -55,6 +55,7 @@ class Device:
 
 # --- CPU and memory -----------------------------------------------------------------------------------
 
+
 def _read(path: str) -> str | None:
     try:
         return Path(path).read_text()
@@ -143,6 +144,7 @@ def total_memory() -> int | None:
 
 # --- the llama.cpp build ------------------------------------------------------------------------------
 
+
 def system_info() -> str:
     """Returns llama.cpp's build summary ("CPU : SSE3 = 1 | AVX = 1 | ...")."""
     import llama_cpp
@@ -209,8 +211,10 @@ def build_backends() -> list[str]:
     """Returns the device kinds compiled into this llama.cpp build, cpu first: ["cpu", "cuda"]."""
     lib = _ggml()
     if lib is not None:
-        names = [lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)).decode()
-                 for i in range(lib.ggml_backend_reg_count())]
+        names = [
+            lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)).decode()
+            for i in range(lib.ggml_backend_reg_count())
+        ]
     else:  # the system info names the backends that report features ("CUDA : ARCHS = ... | CPU : ...")
         names = re.findall(r"(?:^|\|)\s*([A-Za-z][\w-]*) :", system_info())
     kinds = {_kind_of(n) for n in names} | {"cpu"}
@@ -258,15 +262,20 @@ def choose_device(requested: str | Device = "auto") -> Device:
     if not same_kind:
         built = build_backends()
         if want.kind in built:
-            raise DeviceUnavailable(f"device {str(want)!r} is not available: this llama.cpp build supports "
-                                    f"{want.kind} but finds no {want.kind} device; available: {available}")
+            raise DeviceUnavailable(
+                f"device {str(want)!r} is not available: this llama.cpp build supports "
+                f"{want.kind} but finds no {want.kind} device; available: {available}"
+            )
         raise DeviceUnavailable(
             f"device {str(want)!r} is not available: this llama.cpp build supports {' and '.join(built)} "
-            f"only (rebuild llama-cpp-python with {_BUILD_FLAG[want.kind]}); available: {available}")
+            f"only (rebuild llama-cpp-python with {_BUILD_FLAG[want.kind]}); available: {available}"
+        )
     numbered = [d.index for d in same_kind if d.index is not None]  # empty when the registry is unreadable
     if want.index is not None and numbered and want.index not in numbered:
-        raise DeviceUnavailable(f"device {str(want)!r} is not available: this machine has {len(same_kind)} "
-                                f"{want.kind} device(s); available: {available}")
+        raise DeviceUnavailable(
+            f"device {str(want)!r} is not available: this machine has {len(same_kind)} "
+            f"{want.kind} device(s); available: {available}"
+        )
     return want
 
 

@@ -122,6 +122,9 @@ class Context:
         # Full-size sliding-window cache: without it llama.cpp cannot roll a sequence back to an
         # arbitrary position, and prefix reuse on SWA models (Gemma 3) would have to start over.
         params.swa_full = True
+        # One KV stream per sequence: attention then scans only a sequence's own cells, not every
+        # session's, and each sequence gets n_ctx / n_seq_max positions.
+        params.kv_unified = False
         handle = C.llama_init_from_model(model.handle, params)
         if not handle:
             raise ModelLoadFailed(
@@ -130,6 +133,7 @@ class Context:
             )
         self._handle = handle
         self.n_ctx = C.llama_n_ctx(handle)
+        self.n_ctx_seq = C.llama_n_ctx_seq(handle)
         self.n_batch = C.llama_n_batch(handle)
         self._memory = C.llama_get_memory(handle)
         model.adopt(self)
@@ -160,26 +164,30 @@ class Context:
 class Batch:
     """A reusable `llama_batch` of up to `capacity` tokens, refilled for every decode call."""
 
-    def __init__(self, capacity: int, n_seq_max: int = 1) -> None:
+    def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.struct = C.llama_batch_init(capacity, 0, n_seq_max)
+        self.struct = C.llama_batch_init(capacity, 0, 1)  # each token belongs to exactly one sequence
         self._freed = False
 
-    def fill(self, tokens: list[int], start_pos: int, seq_id: int, *, logits_last: bool = True) -> None:
-        """Load `tokens` at positions start_pos.. of one sequence; only the last one yields logits."""
+    def __len__(self) -> int:
+        return self.struct.n_tokens
+
+    def clear(self) -> None:
+        self.struct.n_tokens = 0
+
+    def add(self, token: int, pos: int, seq_id: int, logits: bool) -> int:
+        """Append one token of one sequence; returns its index (where its logits are, if asked for)."""
         b = self.struct
-        n = len(tokens)
-        if n > self.capacity:
-            raise ValueError(f"{n} tokens do not fit a batch of {self.capacity}")
-        for i, token in enumerate(tokens):
-            b.token[i] = token
-            b.pos[i] = start_pos + i
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = seq_id
-            b.logits[i] = 0
-        if logits_last and n:
-            b.logits[n - 1] = 1
-        b.n_tokens = n
+        i = b.n_tokens
+        if i >= self.capacity:
+            raise ValueError(f"the batch is full ({self.capacity} tokens)")
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq_id
+        b.logits[i] = logits
+        b.n_tokens = i + 1
+        return i
 
     def close(self) -> None:
         if not self._freed:
@@ -190,9 +198,12 @@ class Batch:
 class SamplerChain:
     """One llama.cpp sampler chain (`llama_sampler`), built per request and freed with it."""
 
+    live = 0  # chains not yet freed, process-wide: a leak shows up here
+
     def __init__(self) -> None:
         params = C.llama_sampler_chain_default_params()
         self._handle = C.llama_sampler_chain_init(params)
+        SamplerChain.live += 1
 
     def add(self, sampler) -> None:
         # The chain takes ownership of each sampler it is given and frees it with itself.
@@ -209,3 +220,4 @@ class SamplerChain:
         if self._handle is not None:
             C.llama_sampler_free(self._handle)
             self._handle = None
+            SamplerChain.live -= 1

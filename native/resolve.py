@@ -44,8 +44,9 @@ class ModelEntry:
     description: str = ""
 
 
-def resolve_model(spec: str | os.PathLike[str] | None = None, *,
-                  models_dir: str | os.PathLike[str] | None = None) -> Path:
+def resolve_model(
+    spec: str | os.PathLike[str] | None = None, *, models_dir: str | os.PathLike[str] | None = None
+) -> Path:
     """Returns the absolute path of the GGUF file `spec` designates (see the module docstring).
 
     Raises ModelNotFound (listing the available models), UnsafeModelName, or AmbiguousModel for a
@@ -81,8 +82,10 @@ def resolve_name(name: str, *, models_dir: str | os.PathLike[str] | None = None)
     for candidate in (root / f"{name}.gguf", root / name):
         real = _real(candidate)
         if not real.is_relative_to(safe_root):
-            raise UnsafeModelName(f"model name {name!r} leads outside the models folder {safe_root} "
-                                  f"(to {real}); pass a path instead of a name to load a file elsewhere")
+            raise UnsafeModelName(
+                f"model name {name!r} leads outside the models folder {safe_root} "
+                f"(to {real}); pass a path instead of a name to load a file elsewhere"
+            )
         if real.is_file():
             return real
         if real.is_dir():
@@ -148,12 +151,17 @@ def _ggufs(folder: Path, inside: Path | None) -> list[Path]:
 
     Raises UnsafeModelName when `inside` is given and a file is a symlink leading out of it.
     """
-    files = [_real(p) for p in sorted(folder.iterdir())
-             if p.suffix.lower() == ".gguf" and not p.name.lower().startswith("mmproj") and p.is_file()]
+    files = [
+        _real(p)
+        for p in sorted(folder.iterdir())
+        if p.suffix.lower() == ".gguf" and not p.name.lower().startswith("mmproj") and p.is_file()
+    ]
     for p in files:
         if inside is not None and not p.is_relative_to(inside):
-            raise UnsafeModelName(f"{folder} links to {p}, outside the models folder {inside}; "
-                                  "pass a path instead of a name to load a file elsewhere")
+            raise UnsafeModelName(
+                f"{folder} links to {p}, outside the models folder {inside}; "
+                "pass a path instead of a name to load a file elsewhere"
+            )
     return files
 
 

@@ -1,0 +1,235 @@
+"""The scheduler: the one thread that owns a llama.cpp context, and its step loop.
+
+Each step (continuous batching):
+  1. admit   - give waiting requests an idle slot; reuse the slot's cached prefix, cut the rest
+  2. reap    - finish requests that were cancelled (mid-prefill or mid-decode)
+  3. pack    - one token for every decoding sequence, then prefill chunks of admitted prompts,
+               up to n_batch tokens, so running streams keep flowing while a long prompt is read
+  4. decode  - one llama_decode for the whole batch
+  5. sample  - each sequence whose logits came out samples with its own chain and streams its text
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import deque
+
+from native.llama import Batch, Context, Model
+from native.sampling import build_sampler
+from native.sequence import Active, Request
+from native.slots import SlotState, SlotTable, common_prefix
+from native.stream import Completion, Timings, Usage
+
+log = logging.getLogger("hearth.engine")
+
+EMA = 0.2  # weight of the newest step in the moving tok/s figures
+
+
+class Scheduler:
+    def __init__(self, model: Model, ctx: Context, n_slots: int, inbox: queue.Queue) -> None:
+        self.model, self.ctx = model, ctx
+        self.batch = Batch(ctx.n_batch)
+        self.slots = SlotTable(n_slots)
+        self.inbox = inbox
+        self.waiting: deque[Request] = deque()
+        self.active: list[Active] = []
+        self.stopping = False
+        self.requests = 0
+        self.prefill_rate = 0.0
+        self.decode_rate = 0.0
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def run(self) -> str | None:
+        """Serve until told to stop; returns why the loop died, or None after a clean stop."""
+        try:
+            while not self.stopping:
+                self._admit(block=not self.active and not self.waiting)
+                self._reap()
+                if self.active:
+                    self._step()
+            return None
+        except BaseException as exc:  # a dead scheduler must tell everyone, never leave them hanging
+            log.exception("scheduler died")
+            return f"{type(exc).__name__}: {exc}"
+
+    def fail_everything(self, reason: str) -> None:
+        for active in self.active:
+            self._finish(active, "error", reason)
+        pending = list(self.waiting)
+        self.waiting.clear()
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                pending.append(item)
+        for request in pending:
+            request.stream._finish(_unserved(request, "error", reason))
+        self.batch.close()
+
+    # -- 1. admit -----------------------------------------------------------------------------------
+
+    def _admit(self, block: bool) -> None:
+        still_waiting: deque[Request] = deque()
+        while self.waiting:
+            request = self.waiting.popleft()
+            if not self._start(request):
+                still_waiting.append(request)
+        self.waiting = still_waiting
+        while self.slots.idle() or block:
+            try:
+                request = self.inbox.get(block=block)
+            except queue.Empty:
+                return
+            block = False
+            if request is None:
+                self.stopping = True
+                return
+            if not self._start(request):
+                self.waiting.append(request)
+
+    def _start(self, request: Request) -> bool:
+        """Give the request a slot and set up its prefill; False if it has to wait."""
+        if request.stream.cancelled:
+            request.stream._finish(_unserved(request, "cancelled"))
+            return True
+        slot = self.slots.choose(request.tokens, request.session)
+        if slot is None:
+            return False
+        self.requests += 1
+        reused = common_prefix(slot.tokens, request.tokens)
+        if reused == len(request.tokens):
+            reused -= 1  # everything is cached: replay the last token to get fresh logits
+        if reused < len(slot.tokens) and not self.ctx.forget(slot.seq_id, reused):
+            self.ctx.forget(slot.seq_id)  # this cache cannot be cut mid-way: start the sequence over
+            reused = 0
+        del slot.tokens[reused:]
+        slot.state = SlotState.PREFILL
+        sampler = build_sampler(request.sampling, self.model)
+        if request.sampling.penalises:
+            # Penalties look at recent tokens; the prompt's tail counts, as in llama.cpp's server.
+            for token in request.tokens[-request.sampling.penalty_last_n :]:
+                sampler.accept(token)
+        self.active.append(Active(request, slot, sampler, reused))
+        return True
+
+    # -- 2. reap ------------------------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        for active in [a for a in self.active if a.request.stream.cancelled]:
+            self._finish(active, "cancelled")
+
+    # -- 3, 4, 5. pack, decode, sample --------------------------------------------------------------
+
+    def _step(self) -> None:
+        started = time.perf_counter()
+        outputs, n_decode, n_prefill = self._pack()
+        try:
+            self.ctx.decode(self.batch)
+        except Exception as exc:
+            # The batch's sequences are in an unknown state: drop their caches, fail their requests.
+            log.exception("decode failed")
+            for active in list(self.active):
+                self.ctx.forget(active.slot.seq_id)
+                active.slot.tokens.clear()
+                self._finish(active, "error", f"{type(exc).__name__}: {exc}")
+            return
+        for active, index in outputs:
+            self._sample(active, index)
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        if n_decode:
+            self.decode_rate = _ema(self.decode_rate, n_decode / elapsed)
+        if n_prefill:
+            self.prefill_rate = _ema(self.prefill_rate, n_prefill / elapsed)
+
+    def _pack(self) -> tuple[list[tuple[Active, int]], int, int]:
+        """Fill the batch; returns (sequences that get logits, with their batch index), decode and
+        prefill token counts."""
+        batch = self.batch
+        batch.clear()
+        outputs: list[tuple[Active, int]] = []
+        decoding = [a for a in self.active if a.next_token is not None]
+        for active in decoding:
+            slot = active.slot
+            outputs.append((active, batch.add(active.next_token, len(slot.tokens), slot.seq_id, True)))
+            slot.tokens.append(active.next_token)
+            active.next_token = None
+        budget = batch.capacity - len(decoding)
+        n_prefill = 0
+        for active in [a for a in self.active if a.prefilling]:
+            if budget <= 0:
+                break
+            prompt, slot = active.prompt, active.slot
+            chunk = prompt[active.cursor : active.cursor + budget]
+            for offset, token in enumerate(chunk):
+                last = active.cursor + offset == len(prompt) - 1
+                index = batch.add(token, active.cursor + offset, slot.seq_id, last)
+                if last:
+                    outputs.append((active, index))
+            slot.tokens.extend(chunk)
+            active.cursor += len(chunk)
+            budget -= len(chunk)
+            n_prefill += len(chunk)
+        return outputs, len(decoding), n_prefill
+
+    def _sample(self, active: Active, index: int) -> None:
+        now = time.perf_counter()
+        if active.prefilled is None:
+            active.prefilled = now
+            active.slot.state = SlotState.DECODE
+        token = active.sampler.sample(self.ctx, index)
+        active.first = active.first or now
+        if self.model.is_eog(token):
+            self._finish(active, "stop")
+            return
+        active.n_gen += 1
+        active.request.stream._push(active.text.feed(self.model.token_bytes(token)))
+        if active.text.stopped:
+            self._finish(active, "stop")
+        elif active.n_gen >= active.request.sampling.max_new_tokens:
+            self._finish(active, "length")
+        elif len(active.slot.tokens) + 1 >= self.ctx.n_ctx_seq:
+            self._finish(active, "length")  # the sequence's context is full
+        else:
+            active.next_token = token
+
+    def _finish(self, active: Active, finish: str, error: str | None = None) -> None:
+        stream = active.request.stream
+        stream._push(active.text.flush())
+        completion = active.completion(finish, error)
+        active.sampler.close()
+        self.active.remove(active)
+        self.slots.release(active.slot)
+        log.info(
+            "session=%s slot=%d prompt=%d cached=%d completion=%d finish=%s ttft=%.3fs "
+            "prefill=%.0f tok/s decode=%.1f tok/s",
+            active.request.session,
+            active.slot.seq_id,
+            completion.usage.prompt_tokens,
+            completion.usage.cached_tokens,
+            completion.usage.completion_tokens,
+            finish,
+            completion.timings.time_to_first_token,
+            completion.timings.prefill_tokens_per_s,
+            completion.timings.decode_tokens_per_s,
+        )
+        stream._finish(completion)
+
+
+def _ema(previous: float, sample: float) -> float:
+    return sample if previous == 0.0 else (1 - EMA) * previous + EMA * sample
+
+
+def _unserved(request: Request, finish: str, error: str | None = None) -> Completion:
+    """The Completion of a request that never got a slot."""
+    return Completion(
+        text="",
+        finish_reason=finish,  # type: ignore[arg-type]
+        usage=Usage(len(request.tokens), 0, 0),
+        timings=Timings(0.0, 0.0, 0.0),
+        error=error,
+    )

@@ -1,0 +1,65 @@
+"""One request in flight: its slot, sampler chain, text assembly, counters and clock readings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from native.detok import TextAssembler
+from native.llama import SamplerChain
+from native.sampling import SamplingParams
+from native.slots import Slot
+from native.stream import Completion, Stream, Timings, Usage
+
+
+@dataclass
+class Request:
+    tokens: list[int]
+    sampling: SamplingParams
+    session: str | None
+    stream: Stream
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+class Active:
+    """A request that holds a slot: prefilling from `cursor`, then decoding one token per step."""
+
+    def __init__(self, request: Request, slot: Slot, sampler: SamplerChain, reused: int) -> None:
+        self.request = request
+        self.slot = slot
+        self.sampler = sampler
+        self.text = TextAssembler(request.sampling.stop)
+        self.reused = reused
+        self.cursor = reused  # next prompt position to compute
+        self.next_token: int | None = None  # sampled, to be decoded in the next step
+        self.n_gen = 0
+        self.started = time.perf_counter()
+        self.prefilled: float | None = None
+        self.first: float | None = None
+
+    @property
+    def prompt(self) -> list[int]:
+        return self.request.tokens
+
+    @property
+    def prefilling(self) -> bool:
+        return self.cursor < len(self.request.tokens)
+
+    def completion(self, finish: str, error: str | None = None) -> Completion:
+        ended = time.perf_counter()
+        prefilled = self.prefilled or ended
+        computed = self.cursor - self.reused
+        return Completion(
+            text=self.text.text,
+            finish_reason=finish,  # type: ignore[arg-type]
+            usage=Usage(len(self.prompt), self.reused, self.n_gen),
+            timings=Timings(
+                time_to_first_token=(self.first or ended) - self.request.submitted,
+                prefill_tokens_per_s=computed / max(prefilled - self.started, 1e-9),
+                decode_tokens_per_s=(self.n_gen - 1) / (ended - self.first)
+                if self.first and self.n_gen > 1
+                else 0.0,
+                queued_s=self.started - self.request.submitted,
+            ),
+            error=error,
+        )

@@ -1,0 +1,91 @@
+"""Slots: the llama.cpp sequences of one context, each holding one conversation's KV cache.
+
+A slot's life (after llama.cpp's server, tools/server `slot_state`):
+
+    IDLE --assigned a request--> PREFILL --prompt computed--> DECODE --finished/cancelled--> IDLE
+
+An IDLE slot keeps its cache: the next request of the same session (or any stateless request that
+shares a prefix with it) computes only the tokens after the common prefix.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger("hearth.slots")
+
+
+class SlotState(enum.Enum):
+    IDLE = "idle"
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
+@dataclass
+class Slot:
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)
+    """Tokens whose keys and values are in this sequence's cache, in position order."""
+    session: str | None = None
+    """The session that owns this slot, if any."""
+    last_used: float = 0.0
+    state: SlotState = SlotState.IDLE
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class SlotTable:
+    """Chooses a slot for each request: the session's own, else the longest common prefix, else LRU."""
+
+    def __init__(self, n_slots: int) -> None:
+        self.slots = [Slot(i) for i in range(n_slots)]
+        self._by_session: dict[str, Slot] = {}
+
+    def idle(self) -> list[Slot]:
+        return [s for s in self.slots if s.state is SlotState.IDLE]
+
+    def choose(self, tokens: list[int], session: str | None) -> Slot | None:
+        """The slot this request should run in, or None if it must wait (no idle slot, or its
+        session's slot is still busy with an earlier request)."""
+        if session is not None and (own := self._by_session.get(session)) is not None:
+            return own if own.state is SlotState.IDLE else None
+        idle = self.idle()
+        if not idle:
+            return None
+        # Only unowned slots are shared by prefix: taking another session's slot would cut its history.
+        shared = [s for s in idle if s.session is None]
+        best = max(shared, key=lambda s: common_prefix(s.tokens, tokens), default=None)
+        if best is not None and (lcp := common_prefix(best.tokens, tokens)) > 0:
+            rule, slot = f"longest common prefix ({lcp} tokens)", best
+        else:
+            slot = min(idle, key=lambda s: (bool(s.tokens), s.last_used))
+            rule = (
+                "empty slot" if not slot.tokens else f"least recently used (evicts {len(slot.tokens)} tokens)"
+            )
+        log.debug("slot %d for session %s: %s", slot.seq_id, session, rule)
+        self._claim(slot, session)
+        return slot
+
+    def _claim(self, slot: Slot, session: str | None) -> None:
+        if slot.session is not None and slot.session != session:
+            del self._by_session[slot.session]  # evicted: that session pays one prefill next time
+        slot.session = session
+        if session is not None:
+            self._by_session[session] = slot
+
+    def release(self, slot: Slot) -> None:
+        slot.state = SlotState.IDLE
+        slot.last_used = time.monotonic()
+
+    def forget_all(self) -> None:
+        for slot in self.slots:
+            slot.tokens.clear()
