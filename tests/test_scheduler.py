@@ -1,0 +1,252 @@
+"""The multi-session scheduler: many conversations on one copy of the weights, each keeping its cache."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from native import SamplingParams, load_engine
+from native.engine import Engine
+from native.errors import EngineFailed
+from native.llama import SamplerChain
+
+GREEDY = SamplingParams(temperature=0, max_new_tokens=64)
+
+
+def chatml(*turns: str) -> str:
+    """A chat-ml prompt of alternating user/assistant turns, ending with the assistant's cue."""
+    roles = ["user", "assistant"]
+    body = "".join(f"<|im_start|>{roles[i % 2]}\n{t}<|im_end|>\n" for i, t in enumerate(turns))
+    return body + "<|im_start|>assistant\n"
+
+
+@pytest.fixture(scope="module")
+def two_slots(engine):
+    small = Engine(engine.info, engine.device, n_ctx=2048, parallel=2)
+    yield small
+    small.close()
+
+
+@pytest.fixture(scope="module")
+def gemma(tmp_path_factory):
+    engine = load_engine("gemma-3-270m", models_dir=tmp_path_factory.mktemp("models"), parallel=2)
+    yield engine
+    engine.close()
+
+
+def test_greedy_text_is_the_same_alone_and_beside_seven_other_streams(engine):
+    prompt = chatml("Write a long story about a dragon.")
+    alone = engine.submit(prompt, SamplingParams(temperature=0, max_new_tokens=120), session="alone").result(
+        60
+    )
+    others = [
+        engine.submit(
+            chatml(f"Tell me about topic {i}."),
+            SamplingParams(temperature=0.8, seed=i, max_new_tokens=100),
+            session=f"other-{i}",
+        )
+        for i in range(7)
+    ]
+    crowded = engine.submit(prompt, SamplingParams(temperature=0, max_new_tokens=120), session="crowd")
+    assert crowded.result(120).text == alone.text
+    assert all(o.result(120).finish_reason in ("stop", "length") for o in others)
+
+
+def test_seeded_sampling_is_reproducible_whatever_runs_beside_it(engine):
+    params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=7, max_new_tokens=40)
+    prompt = chatml("Invent a word.")
+    alone = engine.submit(prompt, params, session="seed-a").result(60).text
+    noise = [
+        engine.submit(chatml("Count to ten."), SamplingParams(temperature=1.0, max_new_tokens=60))
+        for _ in range(5)
+    ]
+    beside = engine.submit(prompt, params, session="seed-b").result(60).text
+    for n in noise:
+        n.result(60)
+    assert beside == alone
+
+
+def test_eight_concurrent_streams_with_different_settings_all_complete(engine):
+    streams = []
+    for i in range(8):
+        params = SamplingParams(
+            temperature=0.1 * i,
+            top_k=10 * i,
+            repetition_penalty=1.0 + 0.05 * i,
+            seed=i,
+            max_new_tokens=10 + 5 * i,
+        )
+        streams.append(
+            (
+                params,
+                engine.submit(chatml(f"Write a long essay about number {i}."), params, session=f"eight-{i}"),
+            )
+        )
+    texts = {}
+    threads = [
+        threading.Thread(target=lambda i=i, s=s: texts.__setitem__(i, "".join(s)))
+        for i, (_, s) in enumerate(streams)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (params, stream) in enumerate(streams):
+        c = stream.completion
+        assert c.finish_reason in ("stop", "length")
+        assert c.usage.completion_tokens <= params.max_new_tokens
+        if c.finish_reason == "length":
+            assert c.usage.completion_tokens == params.max_new_tokens
+        assert texts[i] == c.text
+
+
+def test_each_turn_prefills_only_the_new_tokens(engine):
+    turns = ["Tell me about cats."]
+    previous = None
+    for _ in range(4):
+        completion = engine.submit(chatml(*turns), GREEDY, session="turn-by-turn").result(60)
+        if previous is not None:
+            # All of the previous turn is cached, except a reply's last token when it hit the limit.
+            expected = previous.usage.prompt_tokens + previous.usage.completion_tokens
+            expected -= previous.finish_reason == "length"
+            assert completion.usage.cached_tokens == expected
+        previous = completion
+        turns += [completion.text, "Tell me more."]
+
+
+def test_stateless_request_reuses_the_slot_with_the_longest_common_prefix(engine):
+    system = "You are a meticulous assistant who answers every question in great detail. " * 5
+    first = engine.submit(f"<|im_start|>system\n{system}<|im_end|>\n" + chatml("Hi!"), GREEDY).result(60)
+    second = engine.submit(f"<|im_start|>system\n{system}<|im_end|>\n" + chatml("Hello!"), GREEDY).result(60)
+    assert first.usage.cached_tokens < 10
+    assert second.usage.cached_tokens >= len(engine.tokenize(f"<|im_start|>system\n{system}<|im_end|>\n"))
+
+
+def test_editing_an_earlier_turn_truncates_the_cache_to_the_common_prefix(engine):
+    original = chatml("Tell me about cats.", "Cats are nice.", "And about dogs?")
+    edited = chatml("Tell me about cats.", "Cats are nice.", "And about birds?")
+    engine.submit(original, GREEDY, session="editing").result(60)
+    again = engine.submit(edited, GREEDY, session="editing").result(60)
+    common = len(
+        engine.tokenize(
+            chatml("Tell me about cats.", "Cats are nice.")[: -len("<|im_start|>assistant\n")]
+            + "<|im_start|>user\nAnd about"
+        )
+    )
+    assert again.usage.cached_tokens == common
+
+
+def test_evicted_session_gets_the_same_reply_after_its_slot_is_rebuilt(two_slots):
+    prompt = chatml("Write a poem about the moon.")
+    first = two_slots.submit(prompt, GREEDY, session="moon").result(60)
+    for name in ("intruder-1", "intruder-2"):  # two other sessions take both slots: "moon" is evicted
+        two_slots.submit(chatml(f"Say something about {name}."), GREEDY, session=name).result(60)
+    rebuilt = two_slots.submit(prompt, GREEDY, session="moon").result(60)
+    assert rebuilt.usage.cached_tokens < first.usage.prompt_tokens - 1  # it really lost its cache
+    assert rebuilt.text == first.text
+
+
+def test_a_sessions_second_request_waits_for_its_first(two_slots):
+    a = two_slots.submit(
+        chatml("Count slowly to fifty."), SamplingParams(temperature=0, max_new_tokens=40), session="patient"
+    )
+    b = two_slots.submit(
+        chatml("Count slowly to fifty."), SamplingParams(temperature=0, max_new_tokens=40), session="patient"
+    )
+    first, second = a.result(60), b.result(60)
+    assert second.usage.cached_tokens == first.usage.prompt_tokens - 1  # same prompt, same slot
+
+
+def test_cancel_mid_prefill_and_mid_decode(two_slots):
+    long_prompt = chatml("word " * 1500)
+    stream = two_slots.submit(long_prompt, GREEDY, session="cancel-prefill")
+    stream.cancel()
+    assert stream.result(60).finish_reason == "cancelled"
+    assert stream.result().usage.completion_tokens == 0
+
+    stream = two_slots.submit(
+        chatml("Write a very long story."),
+        SamplingParams(temperature=0, max_new_tokens=400),
+        session="cancel-decode",
+    )
+    for n, _ in enumerate(stream, start=1):
+        if n == 5:
+            stream.cancel()
+    completion = stream.completion
+    assert completion.finish_reason == "cancelled"
+    assert 5 <= completion.usage.completion_tokens <= 8
+
+
+def test_a_thousand_cancelled_requests_leak_nothing(two_slots):
+    before = SamplerChain.live
+    prompt = chatml("Write a very long story.")
+    for i in range(1000):
+        stream = two_slots.submit(
+            prompt, SamplingParams(temperature=0.5, max_new_tokens=50), session=f"leak-{i % 3}"
+        )
+        if i % 2:
+            stream.cancel()
+        else:
+            next(iter(stream), None)  # dropped consumer: leaves after the first delta
+        stream.result(60)
+    stats = two_slots.stats()
+    assert SamplerChain.live == before
+    assert stats["slots_in_use"] == 0
+    assert stats["queue_depth"] == 0
+    assert two_slots.submit(prompt, GREEDY).result(60).finish_reason in ("stop", "length")
+
+
+def test_dead_scheduler_fails_waiting_and_future_requests_clearly(engine):
+    doomed = Engine(engine.info, engine.device, n_ctx=512, parallel=1)
+
+    def explode() -> None:
+        raise RuntimeError("simulated native crash")
+
+    doomed._scheduler._pack = explode
+    stream = doomed.submit(chatml("Hello"), GREEDY)
+    with pytest.raises(EngineFailed, match="simulated native crash"):
+        "".join(stream)
+    doomed._thread.join(10)
+    with pytest.raises(EngineFailed, match="simulated native crash"):
+        doomed.submit(chatml("Hello"), GREEDY)
+    doomed.close()
+
+
+def test_stats_report_slots_queue_and_cache(two_slots):
+    two_slots.submit(chatml("Hi"), GREEDY, session="stats").result(60)
+    stats = two_slots.stats()
+    assert stats["slots_total"] == 2
+    assert len(stats["cached_tokens"]) == 2
+    assert max(stats["cached_tokens"]) > 0
+    assert stats["decode_tokens_per_s"] > 0
+    assert stats["samplers_live"] >= 0
+
+
+def test_gemma_long_conversation_reuses_cache_past_the_sliding_window(gemma):
+    assert gemma.info.sliding_window == 512
+    params = SamplingParams(temperature=0, max_new_tokens=200, repetition_penalty=1.3)
+    turns: list[tuple[str, str]] = []
+    prompt = ""
+    previous = None
+    for i in range(7):
+        prompt = "".join(
+            f"<start_of_turn>user\n{u}<end_of_turn>\n<start_of_turn>model\n{a}<end_of_turn>\n"
+            for u, a in turns
+        )
+        prompt += (
+            f"<start_of_turn>user\nTell me part {i + 1} of a long story.<end_of_turn>\n<start_of_turn>model\n"
+        )
+        completion = gemma.submit(prompt, params, session="gemma-long").result(120)
+        if previous is not None:
+            # The previous prompt and reply are cached (a reply cut by the limit lacks its last token).
+            expected = previous.usage.prompt_tokens + previous.usage.completion_tokens
+            expected -= previous.finish_reason == "length"
+            assert completion.usage.cached_tokens == expected
+        previous = completion
+        turns.append((f"Tell me part {i + 1} of a long story.", completion.text))
+    assert previous.usage.prompt_tokens > 1000
+    # The same last prompt computed from scratch in another slot gives the same reply.
+    cold = gemma.submit(prompt, params, session="gemma-cold").result(120)
+    assert cold.usage.cached_tokens == 0
+    assert cold.text == previous.text
