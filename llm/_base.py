@@ -14,6 +14,21 @@ from native import Completion, Engine, Stream, load_engine
 from native.errors import EngineBusy
 
 
+def configured_engine(
+    model: str | None = None, device: str | None = None, n_ctx: int | None = None
+) -> Engine:
+    """The shared engine for `model` (else `HEARTH_MODEL`, else the default), with the `HEARTH_*`
+    configuration filling in whatever the caller leaves out. Loads only on first use."""
+    config = EngineConfig()
+    return load_engine(
+        model or config.model,
+        device or config.device,
+        n_ctx=n_ctx or config.ctx_size,
+        n_threads=config.threads,
+        parallel=config.parallel,
+    )
+
+
 class HearthFields(GenerationFields):
     """Fields of `HearthLLM` and `ChatHearth`: the model to run plus every generation setting."""
 
@@ -35,10 +50,7 @@ class HearthFields(GenerationFields):
             if self.engine is not None:
                 self._engine = self.engine
             else:
-                config = EngineConfig()
-                self._engine = load_engine(
-                    self.model, self.device, n_ctx=self.n_ctx or config.ctx_size, n_threads=config.threads
-                )
+                self._engine = configured_engine(self.model, self.device, self.n_ctx)
         return self._engine
 
     @property

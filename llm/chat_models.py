@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,7 +19,10 @@ from pydantic import Field, PrivateAttr
 
 import prompts
 from llm._base import HearthFields, completion_info
+from llm.settings import GenerationSettings
 from native import Stream
+
+log = logging.getLogger("hearth.llm")
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "chat": "user"}
 
@@ -74,9 +78,32 @@ class ChatHearth(BaseChatModel, HearthFields):
             turns.insert(0, {"role": "system", "content": system_prompt})
         return prompts.render(turns, self.template())
 
+    def fit(self, messages: list[BaseMessage], settings: GenerationSettings) -> prompts.Prompt:
+        """The prompt for `messages`, trimmed to fit the context with room for the reply.
+
+        Policy for long chats: keep the system prompt and the latest turns; drop the oldest turns,
+        whole, until the prompt plus `max_new_tokens` fits. If even the last message alone does not
+        fit, the prompt goes to the engine as is and is refused there with ContextOverflow.
+        """
+        engine = self.get_engine()
+        room = engine.n_ctx - min(settings.max_new_tokens, engine.n_ctx // 2)
+        kept = list(messages)
+        prompt = self.render(kept, settings.system_prompt)
+        while len(engine.tokenize(prompt.text)) > room:
+            first = next((i for i, m in enumerate(kept) if m.type != "system"), None)
+            if first is None or first == len(kept) - 1:
+                break
+            del kept[first]
+            while first < len(kept) - 1 and kept[first].type != "human":
+                del kept[first]  # a conversation resumes on a user turn
+            prompt = self.render(kept, settings.system_prompt)
+        if len(kept) < len(messages):
+            log.info("dropped the %d oldest messages to fit the context", len(messages) - len(kept))
+        return prompt
+
     def _start(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> Stream:
         settings = self._settings(stop, kwargs)
-        prompt = self.render(messages, settings.system_prompt)
+        prompt = self.fit(messages, settings)
         return self._submit(prompt.text, settings, prompt.stop)
 
     def _chunk(self, delta: str) -> ChatGenerationChunk:

@@ -6,16 +6,16 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
+from llm._base import configured_engine
 from llm.chain import Reply, build_chain
-from llm.settings import EngineConfig, GenerationSettings
-from native import Engine, load_engine
+from llm.settings import GenerationSettings
+from native import Engine
 
 
-def shared_engine(config: EngineConfig | None = None) -> Engine:
+def shared_engine() -> Engine:
     """The process-wide engine for the configured model (`HEARTH_MODEL`, else the default).
     Loads the model on the first call only; later calls return the same engine."""
-    config = config or EngineConfig()
-    return load_engine(config.model, config.device, n_ctx=config.ctx_size, n_threads=config.threads)
+    return configured_engine()
 
 
 class Conversation:

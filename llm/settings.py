@@ -129,5 +129,10 @@ class EngineConfig(BaseSettings):
 
     model: str | None = Field(None, description="Model path, folder, name in models/ or catalog name.")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N, metal or vulkan.")
-    ctx_size: int | None = Field(None, ge=64, description="Context window in tokens (default: up to 4096).")
+    ctx_size: int | None = Field(
+        None, ge=64, description="Each session's context in tokens (default: up to 4096)."
+    )
     threads: int | None = Field(None, ge=1, description="CPU threads (default: the physical cores).")
+    parallel: int | None = Field(
+        None, ge=1, le=64, description="Sessions served at once (default: fits memory)."
+    )

@@ -111,7 +111,9 @@ class Model:
 class Context:
     """A `llama_context`: the KV cache and compute buffers. Owned by exactly one thread."""
 
-    def __init__(self, model: Model, *, n_ctx: int, n_batch: int, n_seq_max: int, n_threads: int) -> None:
+    def __init__(
+        self, model: Model, *, n_ctx: int, n_batch: int, n_seq_max: int, n_threads: int, swa_full: bool = True
+    ) -> None:
         params = C.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
@@ -121,7 +123,7 @@ class Context:
         params.n_threads_batch = n_threads
         # Full-size sliding-window cache: without it llama.cpp cannot roll a sequence back to an
         # arbitrary position, and prefix reuse on SWA models (Gemma 3) would have to start over.
-        params.swa_full = True
+        params.swa_full = swa_full
         # One KV stream per sequence: attention then scans only a sequence's own cells, not every
         # session's, and each sequence gets n_ctx / n_seq_max positions.
         params.kv_unified = False

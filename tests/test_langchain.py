@@ -7,7 +7,7 @@ import time
 import pytest
 from langchain_classic.chains import LLMChain
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import PromptTemplate
 from pydantic import ValidationError
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 import llm
 from llm import ChatHearth, GenerationSettings, HearthLLM, build_chain
 from native import model_loads
+from native.engine import Engine
 
 
 class TokenRecorder(BaseCallbackHandler):
@@ -215,3 +216,27 @@ def test_chain_passes_the_history_to_the_model(engine):
     assert (
         "user\nCats?<|im_end|>\n<|im_start|>assistant\nMeow.<|im_end|>\n<|im_start|>user\nAnd dogs?" in text
     )
+
+
+def test_long_history_drops_the_oldest_turns_and_keeps_the_system_prompt(engine):
+    small = Engine(engine.info, engine.device, n_ctx=256, parallel=1)
+    try:
+        chat = ChatHearth(engine=small, temperature=0.0, max_new_tokens=32)
+        history = [SystemMessage("Be brief.")]
+        for i in range(20):
+            history += [
+                HumanMessage(f"Question {i} about the weather?"),
+                AIMessage(f"Answer {i}: sunny and warm."),
+            ]
+        history.append(HumanMessage("Last question?"))
+        prompt = chat.fit(history, chat._settings(None, {}))
+        assert "Be brief." in prompt.text
+        assert "Last question?" in prompt.text
+        assert "Question 0 " not in prompt.text
+        assert "Question 19 " in prompt.text
+        assert len(small.tokenize(prompt.text)) + 32 <= 256
+        # Whatever survives starts on a user turn right after the system prompt.
+        assert prompt.text.split("<|im_start|>")[2].startswith("user")
+        assert chat.invoke(history).response_metadata["finish_reason"] in ("stop", "length")
+    finally:
+        small.close()
