@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run from anywhere; and the bench folder must not shadow the standard library (`concurrent`).
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from llama_cpp import Llama  # noqa: E402
 

@@ -15,7 +15,8 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run from anywhere; and the bench folder must not shadow the standard library (`concurrent`).
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from native import SamplingParams, load_engine  # noqa: E402
 from native.engine import Engine  # noqa: E402

@@ -142,6 +142,7 @@ class Engine:
             "prefill_tokens_per_s": round(s.prefill_rate, 1),
             "decode_tokens_per_s": round(s.decode_rate, 1),
             "samplers_live": SamplerChain.live,
+            "kv_cache_bytes": (self.info.kv_bytes_per_token or 0) * self.n_ctx * self.parallel,
         }
 
     def close(self) -> None:

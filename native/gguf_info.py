@@ -76,6 +76,8 @@ class ModelInfo:
     bos_token: str | None
     eos_token: str | None
     add_bos_token: bool | None
+    kv_bytes_per_token: int | None = None
+    """Bytes of f16 keys and values one token takes in the cache, over all layers."""
 
 
 class _Truncated(Exception):
@@ -294,4 +296,19 @@ def inspect_gguf(path: str | Path) -> ModelInfo:
         bos_token=meta["hearth.bos_text"],
         eos_token=meta["hearth.eos_text"],
         add_bos_token=typed("tokenizer.ggml.add_bos_token", bool),
+        kv_bytes_per_token=_kv_bytes_per_token(arch, typed),
     )
+
+
+def _kv_bytes_per_token(arch: str, typed: Any) -> int | None:
+    """n_layer * n_head_kv * (key_length + value_length) * 2 bytes (f16), as llama.cpp sizes its cache."""
+    layers = typed(f"{arch}.block_count", int)
+    embd = typed(f"{arch}.embedding_length", int)
+    heads = typed(f"{arch}.attention.head_count", int)
+    heads_kv = typed(f"{arch}.attention.head_count_kv", int) or heads
+    if not (layers and heads_kv and (embd and heads or typed(f"{arch}.attention.key_length", int))):
+        return None
+    head_dim = embd // heads if embd and heads else 0
+    key = typed(f"{arch}.attention.key_length", int) or head_dim
+    value = typed(f"{arch}.attention.value_length", int) or head_dim
+    return layers * heads_kv * (key + value) * 2

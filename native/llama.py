@@ -61,6 +61,7 @@ class Model:
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = C.llama_model_n_ctx_train(handle)
         self._children: list[Context] = []
+        self._pieces: dict[tuple[int, bool], bytes] = {}
 
     @property
     def handle(self):
@@ -82,6 +83,13 @@ class Model:
 
     def token_bytes(self, token: int, *, special: bool = False) -> bytes:
         """The raw bytes of one token: possibly part of a multi-byte UTF-8 character."""
+        key = (token, special)
+        piece = self._pieces.get(key)
+        if piece is None:  # the vocabulary never changes: each token is converted once per process
+            piece = self._pieces[key] = self._token_to_piece(token, special)
+        return piece
+
+    def _token_to_piece(self, token: int, special: bool) -> bytes:
         buf = ctypes.create_string_buffer(32)
         n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         if n < 0:

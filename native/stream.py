@@ -61,7 +61,8 @@ class Stream:
     def __init__(self) -> None:
         self._deltas: deque[str] = deque()
         self._completion: Completion | None = None
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # wakes sync iterators on every delta
+        self._done = threading.Event()  # wakes `result()` waiters once, at the end
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self._cancel = threading.Event()
 
@@ -76,6 +77,7 @@ class Stream:
     def _finish(self, completion: Completion) -> None:
         with self._cond:
             self._completion = completion
+        self._done.set()
         self._wake()
 
     def _wake(self) -> None:
@@ -103,9 +105,8 @@ class Stream:
 
     def result(self, timeout: float | None = None) -> Completion:
         """Block until the generation ends (consuming nothing) and return its Completion."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._completion is not None, timeout):
-                raise TimeoutError("the generation did not finish in time")
+        if not self._done.wait(timeout):
+            raise TimeoutError("the generation did not finish in time")
         return self._completion  # type: ignore[return-value]
 
     async def aresult(self) -> Completion:

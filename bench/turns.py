@@ -1,0 +1,97 @@
+"""Time to first token across a 10-turn conversation: Hearth's per-session caches against raw
+llama-cpp-python (`Llama`, which caches one sequence), alone and with 4 conversations interleaved
+turn by turn. Same model, template, messages and greedy replies, measured side by side in one run.
+
+Prints JSON; `ratio` is the mean TTFT of turn 10 over turn 1 (targets: ≤ 1.3 alone, ≤ 1.5 interleaved).
+
+    .venv/bin/python bench/turns.py [--model default] [--turns 10] [--reply-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# Run from anywhere; and the bench folder must not shadow the standard library (`concurrent`).
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from llama_cpp import Llama  # noqa: E402
+
+import prompts  # noqa: E402
+from native import Engine, SamplingParams, load_engine  # noqa: E402
+
+QUESTIONS = [
+    "Tell me about cats.", "What do they eat?", "How long do they live?", "Are they good pets?",
+    "What about dogs?", "Which is smarter?", "Tell me a story about both.", "What happened next?",
+    "How does it end?", "Give it a title.",
+]
+
+
+def hearth_turn(engine: Engine, text: str, session: str, tokens: int) -> tuple[float, str]:
+    completion = engine.submit(text, SamplingParams(temperature=0, max_new_tokens=tokens), session=session)
+    done = completion.result()
+    return done.timings.time_to_first_token, done.text
+
+
+def raw_turn(llama: Llama, text: str, session: str, tokens: int) -> tuple[float, str]:
+    started, first, parts = time.perf_counter(), None, []
+    for chunk in llama.create_completion(text, max_tokens=tokens, temperature=0.0, stream=True):
+        first = first or time.perf_counter()
+        parts.append(chunk["choices"][0]["text"])
+    return (first or time.perf_counter()) - started, "".join(parts)
+
+
+def conversations(run_turn, template, n_conversations: int, turns: int, tokens: int) -> list[list[float]]:
+    """TTFT of every turn of every conversation, the conversations advancing turn by turn together."""
+    histories = [[] for _ in range(n_conversations)]
+    ttfts = [[] for _ in range(n_conversations)]
+    for turn in range(turns):
+        for c in range(n_conversations):
+            histories[c].append({"role": "user", "content": f"({c}) {QUESTIONS[turn % len(QUESTIONS)]}"})
+            text = prompts.render(histories[c], template).text
+            ttft, reply = run_turn(text, f"conversation-{c}", tokens)
+            ttfts[c].append(ttft)
+            histories[c].append({"role": "assistant", "content": reply})
+    return ttfts
+
+
+def ratio(ttfts: list[list[float]]) -> dict:
+    first = statistics.mean(t[0] for t in ttfts)
+    last = statistics.mean(t[-1] for t in ttfts)
+    return {"turn1_ttft_ms": round(first * 1000, 1), "last_turn_ttft_ms": round(last * 1000, 1),
+            "ratio": round(last / first, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--reply-tokens", type=int, default=64)
+    args = parser.parse_args()
+
+    engine = load_engine(args.model)
+    info = engine.info
+    template = prompts.template_for(chat_template=info.chat_template, architecture=info.architecture,
+                                    model_name=info.name, eos_token=info.eos_token, bos_token=info.bos_token)
+    llama = Llama(str(info.path), n_ctx=engine.n_ctx, n_threads=engine.n_threads,
+                  n_threads_batch=engine.n_threads, verbose=False)
+    hearth = lambda text, session, tokens: hearth_turn(engine, text, session, tokens)  # noqa: E731
+    raw = lambda text, session, tokens: raw_turn(llama, text, session, tokens)  # noqa: E731
+    raw("warm up", "w", 4), hearth("warm up", "w", 4)
+    result = {"bench": "turns", "model": info.path.name, "turns": args.turns, "threads": engine.n_threads}
+    for n in (1, 4):
+        name = "alone" if n == 1 else f"{n}_interleaved"
+        result[name] = {
+            "hearth": ratio(conversations(hearth, template, n, args.turns, args.reply_tokens)),
+            "llama_cpp_python": ratio(conversations(raw, template, n, args.turns, args.reply_tokens)),
+            "target_ratio": 1.3 if n == 1 else 1.5,
+        }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
