@@ -10,21 +10,22 @@ sessions ≤ model file + KV cache + 300 MiB.
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 # Run from anywhere; and the bench folder must not shadow the standard library (`concurrent`).
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import llama_cpp as C  # noqa: E402
+import argparse
+import json
+import subprocess
+import threading
+import time
 
-from native import SamplingParams, load_engine  # noqa: E402
-from native.hardware import default_threads  # noqa: E402
+import llama_cpp as C
+
+from native import SamplingParams, load_engine
+from native.hardware import default_threads
 
 PROMPT = "<|im_start|>user\nWrite a long story about dragon number {i}.<|im_end|>\n<|im_start|>assistant\n"
 
@@ -48,8 +49,12 @@ def hearth_run(engine, n: int, tokens: int) -> dict:
         t.join()
     elapsed = time.perf_counter() - started
     generated = sum(r.usage.completion_tokens for r in results)
-    return {"streams": n, "tokens": generated, "tok_s": round(generated / elapsed, 1),
-            "complete": all(r.finish_reason in ("stop", "length") for r in results)}
+    return {
+        "streams": n,
+        "tokens": generated,
+        "tok_s": round(generated / elapsed, 1),
+        "complete": all(r.finish_reason in ("stop", "length") for r in results),
+    }
 
 
 @C.llama_log_callback
@@ -114,10 +119,16 @@ def main() -> None:
         return
     # The reference runs in a process of its own: two llama.cpp thread pools in one process slow
     # each other down, which would flatter Hearth.
-    raw = json.loads(subprocess.run(
-        [sys.executable, __file__, "--raw-only", "--model", args.model, "--tokens", str(args.tokens)],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1])
+    raw = json.loads(
+        subprocess.run(
+            [sys.executable, __file__, "--raw-only", "--model", args.model, "--tokens", str(args.tokens)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
 
     engine = load_engine(args.model, parallel=8)
     hearth_run(engine, 2, 8)  # warm-up
@@ -130,18 +141,23 @@ def main() -> None:
     }
     memory["budget_mib"] = memory["model_file_mib"] + memory["kv_cache_mib"] + 300
     memory["within_budget"] = memory["rss_mib"] <= memory["budget_mib"]
-    print(json.dumps({
-        "bench": "concurrent",
-        "model": engine.info.path.name,
-        "threads": engine.n_threads,
-        "hearth": hearth,
-        "hearth_8_over_1": round(hearth[-1]["tok_s"] / hearth[0]["tok_s"], 2),
-        "raw_batch_loop": raw,
-        "raw_8_over_1": round(raw[-1]["tok_s"] / raw[0]["tok_s"], 2),
-        "hearth_8_over_raw_8": round(hearth[-1]["tok_s"] / raw[-1]["tok_s"], 2),
-        "memory_with_8_sessions": memory,
-        "targets": {"hearth_8_over_1": ">= 1.8", "memory": "rss <= model + kv + 300 MiB"},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "bench": "concurrent",
+                "model": engine.info.path.name,
+                "threads": engine.n_threads,
+                "hearth": hearth,
+                "hearth_8_over_1": round(hearth[-1]["tok_s"] / hearth[0]["tok_s"], 2),
+                "raw_batch_loop": raw,
+                "raw_8_over_1": round(raw[-1]["tok_s"] / raw[0]["tok_s"], 2),
+                "hearth_8_over_raw_8": round(hearth[-1]["tok_s"] / raw[-1]["tok_s"], 2),
+                "memory_with_8_sessions": memory,
+                "targets": {"hearth_8_over_1": ">= 1.8", "memory": "rss <= model + kv + 300 MiB"},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

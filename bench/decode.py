@@ -8,21 +8,22 @@ medians reported. Prints JSON; `ratio` is Hearth's decode tok/s over llama-cpp-p
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 # Run from anywhere; and the bench folder must not shadow the standard library (`concurrent`).
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from llama_cpp import Llama  # noqa: E402
+import argparse
+import asyncio
+import json
+import statistics
+import time
 
-from llm import HearthLLM  # noqa: E402
-from native import load_engine  # noqa: E402
+from llama_cpp import Llama
+
+from llm import HearthLLM
+from native import load_engine
 
 PROMPT = "<|im_start|>user\nWrite a long story about a dragon.<|im_end|>\n<|im_start|>assistant\n"
 
@@ -56,10 +57,17 @@ def main() -> None:
 
     engine = load_engine(args.model)
     # The prompt makes the model talk past `tokens`; the JSON reports both counts so that is checked.
-    hearth = HearthLLM(engine=engine, temperature=0.0, max_new_tokens=args.tokens, repetition_penalty=1.0,
-                       top_k=0, top_p=1.0)
-    raw = Llama(str(engine.info.path), n_ctx=engine.n_ctx, n_threads=engine.n_threads,
-                n_threads_batch=engine.n_threads, n_batch=512, verbose=False)
+    hearth = HearthLLM(
+        engine=engine, temperature=0.0, max_new_tokens=args.tokens, repetition_penalty=1.0, top_k=0, top_p=1.0
+    )
+    raw = Llama(
+        str(engine.info.path),
+        n_ctx=engine.n_ctx,
+        n_threads=engine.n_threads,
+        n_threads_batch=engine.n_threads,
+        n_batch=512,
+        verbose=False,
+    )
     produced = hearth.generate([PROMPT]).generations[0][0].generation_info["completion_tokens"]
     raw_tokens = raw.create_completion(PROMPT, max_tokens=args.tokens, temperature=0.0)["usage"]
     run_raw(raw, 16)  # warm-up

@@ -10,19 +10,20 @@ scale. Targets: < 1 ms and 0 loads.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 # Run from anywhere; and the bench folder must not shadow the standard library (`concurrent`).
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from llm.conversation import Conversation  # noqa: E402
-from llm.ui import settings_from_panel  # noqa: E402
-from native import load_engine, model_loads  # noqa: E402
-from native.engine import Engine  # noqa: E402
+import argparse
+import json
+import time
+
+from llm.conversation import Conversation
+from llm.ui import settings_from_panel
+from native import load_engine, model_loads
+from native.engine import Engine
 
 
 def main() -> None:
@@ -34,8 +35,15 @@ def main() -> None:
     engine = load_engine(args.model)
     conversation = Conversation(engine, session_id="bench")
     panels = [
-        {"temperature": (i % 20) / 10, "repetition_penalty": 1.1, "top_p": 0.9, "top_k": i % 100,
-         "max_new_tokens": 1 + i % 1024, "streaming": bool(i % 2), "system_prompt": ""}
+        {
+            "temperature": (i % 20) / 10,
+            "repetition_penalty": 1.1,
+            "top_p": 0.9,
+            "top_k": i % 100,
+            "max_new_tokens": 1 + i % 1024,
+            "streaming": bool(i % 2),
+            "system_prompt": "",
+        }
         for i in range(args.changes)
     ]
     loads_before = model_loads()
@@ -50,16 +58,21 @@ def main() -> None:
     reload_s = time.perf_counter() - started
     fresh.close()
 
-    print(json.dumps({
-        "bench": "settings",
-        "model": engine.info.path.name,
-        "changes": args.changes,
-        "settings_change_ms": round(per_change * 1000, 4),
-        "model_loads_caused": loads,
-        "model_reload_ms": round(reload_s * 1000, 1),
-        "reload_over_change_ratio": round(reload_s / per_change, 1),
-        "targets": {"settings_change_ms": "< 1", "model_loads_caused": 0},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "bench": "settings",
+                "model": engine.info.path.name,
+                "changes": args.changes,
+                "settings_change_ms": round(per_change * 1000, 4),
+                "model_loads_caused": loads,
+                "model_reload_ms": round(reload_s * 1000, 1),
+                "reload_over_change_ratio": round(reload_s / per_change, 1),
+                "targets": {"settings_change_ms": "< 1", "model_loads_caused": 0},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

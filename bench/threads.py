@@ -8,18 +8,19 @@ Prints JSON; `ratio` is default-threads tok/s over half-the-logical-cores tok/s.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
 import sys
 from pathlib import Path
 
 # Run from anywhere; and the bench folder must not shadow the standard library (`concurrent`).
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from native import SamplingParams, load_engine  # noqa: E402
-from native.engine import Engine  # noqa: E402
+import argparse
+import json
+import os
+import statistics
+
+from native import SamplingParams, load_engine
+from native.engine import Engine
 
 PROMPT = "<|im_start|>user\nWrite a long story about a dragon.<|im_end|>\n<|im_start|>assistant\n"
 
@@ -44,15 +45,20 @@ def main() -> None:
         ours_rates.append(rate(ours, args.tokens))
         half_rates.append(rate(half, args.tokens))
     half.close()
-    print(json.dumps({
-        "bench": "threads",
-        "model": ours.info.path.name,
-        "hearth_default_threads": ours.n_threads,
-        "half_logical_threads": half.n_threads,
-        "hearth_default_tok_s": round(statistics.median(ours_rates), 1),
-        "half_logical_tok_s": round(statistics.median(half_rates), 1),
-        "ratio": round(statistics.median(ours_rates) / statistics.median(half_rates), 3),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "bench": "threads",
+                "model": ours.info.path.name,
+                "hearth_default_threads": ours.n_threads,
+                "half_logical_threads": half.n_threads,
+                "hearth_default_tok_s": round(statistics.median(ours_rates), 1),
+                "half_logical_tok_s": round(statistics.median(half_rates), 1),
+                "ratio": round(statistics.median(ours_rates) / statistics.median(half_rates), 3),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -9,25 +9,33 @@ Prints JSON; `ratio` is the mean TTFT of turn 10 over turn 1 (targets: ≤ 1.3 a
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 # Run from anywhere; and the bench folder must not shadow the standard library (`concurrent`).
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from llama_cpp import Llama  # noqa: E402
+import argparse
+import json
+import statistics
+import time
 
-import prompts  # noqa: E402
-from native import Engine, SamplingParams, load_engine  # noqa: E402
+from llama_cpp import Llama
+
+import prompts
+from native import Engine, SamplingParams, load_engine
 
 QUESTIONS = [
-    "Tell me about cats.", "What do they eat?", "How long do they live?", "Are they good pets?",
-    "What about dogs?", "Which is smarter?", "Tell me a story about both.", "What happened next?",
-    "How does it end?", "Give it a title.",
+    "Tell me about cats.",
+    "What do they eat?",
+    "How long do they live?",
+    "Are they good pets?",
+    "What about dogs?",
+    "Which is smarter?",
+    "Tell me a story about both.",
+    "What happened next?",
+    "How does it end?",
+    "Give it a title.",
 ]
 
 
@@ -62,8 +70,11 @@ def conversations(run_turn, template, n_conversations: int, turns: int, tokens: 
 def ratio(ttfts: list[list[float]]) -> dict:
     first = statistics.mean(t[0] for t in ttfts)
     last = statistics.mean(t[-1] for t in ttfts)
-    return {"turn1_ttft_ms": round(first * 1000, 1), "last_turn_ttft_ms": round(last * 1000, 1),
-            "ratio": round(last / first, 2)}
+    return {
+        "turn1_ttft_ms": round(first * 1000, 1),
+        "last_turn_ttft_ms": round(last * 1000, 1),
+        "ratio": round(last / first, 2),
+    }
 
 
 def main() -> None:
@@ -75,10 +86,20 @@ def main() -> None:
 
     engine = load_engine(args.model)
     info = engine.info
-    template = prompts.template_for(chat_template=info.chat_template, architecture=info.architecture,
-                                    model_name=info.name, eos_token=info.eos_token, bos_token=info.bos_token)
-    llama = Llama(str(info.path), n_ctx=engine.n_ctx, n_threads=engine.n_threads,
-                  n_threads_batch=engine.n_threads, verbose=False)
+    template = prompts.template_for(
+        chat_template=info.chat_template,
+        architecture=info.architecture,
+        model_name=info.name,
+        eos_token=info.eos_token,
+        bos_token=info.bos_token,
+    )
+    llama = Llama(
+        str(info.path),
+        n_ctx=engine.n_ctx,
+        n_threads=engine.n_threads,
+        n_threads_batch=engine.n_threads,
+        verbose=False,
+    )
     hearth = lambda text, session, tokens: hearth_turn(engine, text, session, tokens)  # noqa: E731
     raw = lambda text, session, tokens: raw_turn(llama, text, session, tokens)  # noqa: E731
     raw("warm up", "w", 4), hearth("warm up", "w", 4)
