@@ -18,6 +18,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import argparse
 import json
 import statistics
+import subprocess
 import time
 
 from llama_cpp import Llama
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--reply-tokens", type=int, default=64)
+    parser.add_argument("--baseline-only", action="store_true", help="print llama-cpp-python's figures only")
     args = parser.parse_args()
 
     engine = load_engine(args.model)
@@ -93,22 +95,48 @@ def main() -> None:
         eos_token=info.eos_token,
         bos_token=info.bos_token,
     )
-    llama = Llama(
-        str(info.path),
-        n_ctx=engine.n_ctx,
-        n_threads=engine.n_threads,
-        n_threads_batch=engine.n_threads,
-        verbose=False,
+    if args.baseline_only:
+        llama = Llama(
+            str(info.path),
+            n_ctx=engine.n_ctx,
+            n_threads=engine.n_threads,
+            n_threads_batch=engine.n_threads,
+            verbose=False,
+        )
+        raw = lambda text, session, tokens: raw_turn(llama, text, session, tokens)  # noqa: E731
+        raw("warm up", "w", 4)
+        runs = {n: ratio(conversations(raw, template, n, args.turns, args.reply_tokens)) for n in (1, 4)}
+        print(json.dumps(runs))
+        return
+    # llama-cpp-python runs in a process of its own: two llama.cpp thread pools in one process slow
+    # each other down.
+    baseline = json.loads(
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--baseline-only",
+                "--model",
+                args.model,
+                "--turns",
+                str(args.turns),
+                "--reply-tokens",
+                str(args.reply_tokens),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
     )
     hearth = lambda text, session, tokens: hearth_turn(engine, text, session, tokens)  # noqa: E731
-    raw = lambda text, session, tokens: raw_turn(llama, text, session, tokens)  # noqa: E731
-    raw("warm up", "w", 4), hearth("warm up", "w", 4)
+    hearth("warm up", "w", 4)
     result = {"bench": "turns", "model": info.path.name, "turns": args.turns, "threads": engine.n_threads}
     for n in (1, 4):
-        name = "alone" if n == 1 else f"{n}_interleaved"
-        result[name] = {
+        result["alone" if n == 1 else f"{n}_interleaved"] = {
             "hearth": ratio(conversations(hearth, template, n, args.turns, args.reply_tokens)),
-            "llama_cpp_python": ratio(conversations(raw, template, n, args.turns, args.reply_tokens)),
+            "llama_cpp_python": baseline[str(n)],
             "target_ratio": 1.3 if n == 1 else 1.5,
         }
     print(json.dumps(result, indent=2))
