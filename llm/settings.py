@@ -81,6 +81,15 @@ class GenerationFields(BaseModel):
     min_p: float = Field(
         0.0, ge=0.0, le=1.0, description="Drop tokens less likely than this fraction of the most likely one."
     )
+    presence_penalty: float = Field(
+        0.0,
+        ge=-2.0,
+        le=2.0,
+        description="Penalise tokens that already appeared, once each (OpenAI's meaning).",
+    )
+    frequency_penalty: float = Field(
+        0.0, ge=-2.0, le=2.0, description="Penalise tokens by how often they already appeared (OpenAI's)."
+    )
 
     def generation_settings(self) -> GenerationSettings:
         """These values as a validated `GenerationSettings`."""
@@ -101,6 +110,8 @@ class GenerationSettings(GenerationFields):
             top_p=self.top_p,
             min_p=self.min_p,
             repetition_penalty=self.repetition_penalty,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
             seed=self.seed,
             max_new_tokens=self.max_new_tokens,
             stop=stop,

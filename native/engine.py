@@ -18,7 +18,7 @@ from native.gguf_info import ModelInfo, inspect_gguf
 from native.hardware import Device, choose_device, default_threads, n_gpu_layers_for, total_memory
 from native.llama import Context, Model, SamplerChain
 from native.resolve import resolve_model
-from native.sampling import SamplingParams
+from native.sampling import SamplingParams, check_grammar
 from native.scheduler import Scheduler
 from native.sequence import Request
 from native.stream import Stream
@@ -115,6 +115,8 @@ class Engine:
             raise ValueError("the prompt is empty: give at least one token")
         if len(tokens) >= self.n_ctx:
             raise ContextOverflow(len(tokens), self.n_ctx, sampling.max_new_tokens)
+        if sampling.grammar:
+            check_grammar(sampling.grammar, self._model)
         if isinstance(prompt, str):
             log.debug("prompt for session %s: %r", session, prompt)
         request = Request(tokens, sampling, session, Stream())

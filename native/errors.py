@@ -75,3 +75,7 @@ class EngineBusy(HearthError, RuntimeError):
 
 class EngineFailed(HearthError, RuntimeError):
     """The engine stopped working (its worker died or it was closed); requests cannot be served."""
+
+
+class InvalidGrammar(HearthError, ValueError):
+    """A grammar (or JSON schema) that llama.cpp cannot use to constrain generation."""

@@ -5,11 +5,14 @@ The chain runs in C over the whole vocabulary; Python only sees the chosen token
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 
 import llama_cpp as C
+from llama_cpp import llama_grammar
 
+from native.errors import InvalidGrammar
 from native.llama import Model, SamplerChain
 
 
@@ -37,16 +40,41 @@ class SamplingParams:
     """Generation ends with finish_reason `length` after this many tokens."""
     stop: tuple[str, ...] = field(default_factory=tuple)
     """Generation ends when any of these appears; the stop string itself is never emitted."""
+    grammar: str | None = None
+    """A GBNF grammar (root rule `root`) the output must follow; see `json_grammar` for JSON."""
 
     @property
     def penalises(self) -> bool:
         return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
 
 
+def json_grammar(schema: dict | None = None) -> str:
+    """A GBNF grammar for JSON: any JSON object, or one matching a JSON schema."""
+    if schema is None:
+        return llama_grammar.JSON_GBNF
+    try:
+        return llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+    except Exception as exc:  # the converter raises bare errors on schemas it does not support
+        raise InvalidGrammar(f"cannot turn this JSON schema into a grammar: {exc}") from None
+
+
+def check_grammar(grammar: str, model: Model) -> None:
+    """Raise InvalidGrammar now, in the caller's thread, if llama.cpp cannot parse `grammar`."""
+    handle = C.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+    if not handle:
+        raise InvalidGrammar("llama.cpp could not parse the grammar; check its GBNF syntax")
+    C.llama_sampler_free(handle)
+
+
 def build_sampler(params: SamplingParams, model: Model) -> SamplerChain:
     """A sampler chain in llama.cpp's usual order: penalties, then truncation, then temperature, then draw."""
     chain = SamplerChain()
     try:
+        if params.grammar:
+            grammar = C.llama_sampler_init_grammar(model.vocab, params.grammar.encode(), b"root")
+            if not grammar:
+                raise InvalidGrammar("llama.cpp could not parse the grammar; check its GBNF syntax")
+            chain.add(grammar)  # first: only tokens the grammar allows reach the other samplers
         if params.penalises:
             chain.add(
                 C.llama_sampler_init_penalties(

@@ -97,8 +97,14 @@ class Scheduler:
         if request.stream.cancelled:
             request.stream._finish(_unserved(request, "cancelled"))
             return True
+        try:
+            sampler = build_sampler(request.sampling, self.model)
+        except Exception as exc:  # one bad request must not take the scheduler down
+            request.stream._finish(_unserved(request, "error", f"{type(exc).__name__}: {exc}"))
+            return True
         slot = self.slots.choose(request.tokens, request.session)
         if slot is None:
+            sampler.close()
             return False
         self.requests += 1
         reused = common_prefix(slot.tokens, request.tokens)
@@ -109,7 +115,6 @@ class Scheduler:
             reused = 0
         del slot.tokens[reused:]
         slot.state = SlotState.PREFILL
-        sampler = build_sampler(request.sampling, self.model)
         if request.sampling.penalises:
             # Penalties look at recent tokens; the prompt's tail counts, as in llama.cpp's server.
             for token in request.tokens[-request.sampling.penalty_last_n :]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import pytest
 
 from native import Completion, SamplingParams, load_engine, model_loads
 from native.engine import Engine
-from native.errors import ContextOverflow, EngineBusy, EngineFailed
+from native.errors import ContextOverflow, EngineBusy, EngineFailed, InvalidGrammar
+from native.sampling import json_grammar
 
 GREEDY = SamplingParams(temperature=0, max_new_tokens=32)
 
@@ -214,3 +216,38 @@ def test_stats_are_cheap_and_meaningful(engine, chat_prompt):
     assert stats["decode_tokens_per_s"] > 0
     assert stats["cached_tokens"][0] > 0
     assert stats["queue_depth"] == 0
+
+
+def test_json_schema_grammar_constrains_the_output(engine):
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    prompt = "<|im_start|>user\nGive me a person as JSON.<|im_end|>\n<|im_start|>assistant\n"
+    params = SamplingParams(temperature=0.7, seed=3, max_new_tokens=80, grammar=json_grammar(schema))
+    value = json.loads(engine.submit(prompt, params).result(60).text)
+    assert set(value) == {"name", "age"}
+    assert isinstance(value["age"], int)
+
+
+def test_bad_grammar_is_a_clear_error_and_the_engine_goes_on(engine, chat_prompt):
+    with pytest.raises(InvalidGrammar):
+        json_grammar({"type": "object", "properties": {"x": {"$ref": "#/nowhere"}}})
+    with pytest.raises(InvalidGrammar):
+        engine.submit(chat_prompt, SamplingParams(max_new_tokens=4, grammar="root ::= ("))
+    assert engine.submit(chat_prompt, GREEDY).result(60).finish_reason in ("stop", "length")
+
+
+def test_a_request_whose_sampler_fails_is_refused_alone(engine, chat_prompt, monkeypatch):
+    import native.scheduler
+
+    def broken(params, model):
+        raise RuntimeError("sampler could not be built")
+
+    monkeypatch.setattr(native.scheduler, "build_sampler", broken)
+    completion = engine.submit(chat_prompt, GREEDY).result(60)
+    monkeypatch.undo()
+    assert completion.finish_reason == "error"
+    assert "sampler could not be built" in completion.error
+    assert engine.submit(chat_prompt, GREEDY).result(60).finish_reason in ("stop", "length")

@@ -95,11 +95,18 @@ def test_inspection_reads_only_the_header_of_a_large_vocabulary_quickly(gemma_pa
 
 def test_metadata_of_a_gguf_written_by_gguf_writer_matches_what_was_written(tiny: Path) -> None:
     assert inspect_gguf(tiny) == ModelInfo(
-        path=tiny, file_size=tiny.stat().st_size, architecture="llama", name="tiny",
+        path=tiny,
+        file_size=tiny.stat().st_size,
+        architecture="llama",
+        name="tiny",
         parameter_count=4 * 8 + 16 * 8,
         quantization="F16",  # no general.file_type: the type holding most weights
-        context_length=128, sliding_window=None, chat_template="{{ messages }}",
-        bos_token="<s>", eos_token="</s>", add_bos_token=None,
+        context_length=128,
+        sliding_window=None,
+        chat_template="{{ messages }}",
+        bos_token="<s>",
+        eos_token="</s>",
+        add_bos_token=None,
     )
 
 

@@ -29,20 +29,24 @@ from native.hardware import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-cpu_only = pytest.mark.skipif(gpu_offload_supported() or build_backends() != ["cpu"],
-                              reason="this llama.cpp build has a GPU backend")
+cpu_only = pytest.mark.skipif(
+    gpu_offload_supported() or build_backends() != ["cpu"], reason="this llama.cpp build has a GPU backend"
+)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("auto", Device("auto")),
-    ("cpu", Device("cpu")),
-    ("CPU", Device("cpu")),
-    ("  cuda \n", Device("cuda")),
-    ("cuda:0", Device("cuda", 0)),
-    ("CUDA:3", Device("cuda", 3)),
-    ("metal", Device("metal")),
-    ("Vulkan", Device("vulkan")),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("auto", Device("auto")),
+        ("cpu", Device("cpu")),
+        ("CPU", Device("cpu")),
+        ("  cuda \n", Device("cuda")),
+        ("cuda:0", Device("cuda", 0)),
+        ("CUDA:3", Device("cuda", 3)),
+        ("metal", Device("metal")),
+        ("Vulkan", Device("vulkan")),
+    ],
+)
 def test_device_parse_accepts_the_documented_forms(text: str, expected: Device) -> None:
     assert Device.parse(text) == expected
 
@@ -52,8 +56,9 @@ def test_device_str_round_trips(text: str) -> None:
     assert str(Device.parse(text)) == text
 
 
-@pytest.mark.parametrize("text", ["", " ", "gpu", "cuda:", "cuda:-1", "cuda:x", "cuda:1:2", "cpu:0",
-                                  "metal:1", "rocm", "cuda 0"])
+@pytest.mark.parametrize(
+    "text", ["", " ", "gpu", "cuda:", "cuda:-1", "cuda:x", "cuda:1:2", "cpu:0", "metal:1", "rocm", "cuda 0"]
+)
 def test_device_parse_refuses_anything_else_naming_the_accepted_forms(text: str) -> None:
     with pytest.raises(InvalidDevice, match="auto, cpu, cuda, cuda:N, metal, vulkan") as err:
         Device.parse(text)
@@ -72,15 +77,22 @@ def test_auto_picks_cpu_on_a_cpu_only_build() -> None:
 
 
 @cpu_only
-@pytest.mark.parametrize(("device", "flag"), [
-    ("cuda", "-DGGML_CUDA=on"), ("cuda:1", "-DGGML_CUDA=on"), ("metal", "-DGGML_METAL=on"),
-    ("vulkan", "-DGGML_VULKAN=on"),
-])
+@pytest.mark.parametrize(
+    ("device", "flag"),
+    [
+        ("cuda", "-DGGML_CUDA=on"),
+        ("cuda:1", "-DGGML_CUDA=on"),
+        ("metal", "-DGGML_METAL=on"),
+        ("vulkan", "-DGGML_VULKAN=on"),
+    ],
+)
 def test_a_gpu_the_build_lacks_is_refused_naming_what_is_available(device: str, flag: str) -> None:
     with pytest.raises(DeviceUnavailable) as err:
         choose_device(device)
-    assert str(err.value) == (f"device '{device}' is not available: this llama.cpp build supports cpu only "
-                              f"(rebuild llama-cpp-python with {flag}); available: cpu")
+    assert str(err.value) == (
+        f"device '{device}' is not available: this llama.cpp build supports cpu only "
+        f"(rebuild llama-cpp-python with {flag}); available: cpu"
+    )
 
 
 def test_a_malformed_device_is_invalid_not_unavailable() -> None:
@@ -116,30 +128,53 @@ def test_system_info_is_llama_cpp_build_summary() -> None:
 
 def test_hardware_report_is_json_with_the_documented_keys() -> None:
     report = json.loads(json.dumps(hardware_report()))
-    assert set(report) == {"cpu", "memory_total", "default_threads", "gpu_offload_supported",
-                           "build_backends", "devices", "auto_device", "system_info"}
+    assert set(report) == {
+        "cpu",
+        "memory_total",
+        "default_threads",
+        "gpu_offload_supported",
+        "build_backends",
+        "devices",
+        "auto_device",
+        "system_info",
+    }
     assert set(report["cpu"]) == {"model", "features", "physical_cores", "logical_cores", "cores_available"}
     assert report["default_threads"] == default_threads()
     assert report["devices"][0]["device"] == "cpu"
 
 
-@pytest.mark.parametrize(("n", "text"), [(134_515_008, "134.5M"), (268_098_176, "268.1M"),
-                                         (7_241_732_096, "7.2B"), (950, "950"), (None, "unknown")])
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (134_515_008, "134.5M"),
+        (268_098_176, "268.1M"),
+        (7_241_732_096, "7.2B"),
+        (950, "950"),
+        (None, "unknown"),
+    ],
+)
 def test_parameter_counts_print_like_model_cards(n: int | None, text: str) -> None:
     assert format_count(n) == text
 
 
 def run_native(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "native", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "native", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_python_m_native_reports_model_path_metadata_and_threads() -> None:
     run = run_native()
     assert run.returncode == 0, run.stderr
     assert "SmolLM2-135M-Instruct.Q4_1.gguf" in run.stdout
-    for expected in ("architecture  llama", "parameters    134.5M", "quantization  Q4_1",
-                     "file size     93.8 MiB", "device          cpu", "threads"):
+    for expected in (
+        "architecture  llama",
+        "parameters    134.5M",
+        "quantization  Q4_1",
+        "file size     93.8 MiB",
+        "device          cpu",
+        "threads",
+    ):
         assert expected in run.stdout
 
 

@@ -51,8 +51,7 @@ GOLDEN = {
         "<start_of_turn>model\n"
     ),
     "llama-2": (
-        "[INST] <<SYS>>\nYou are terse.\n<</SYS>>\n\nWhat is 2+2? [/INST] 4 </s>"
-        "<s>[INST] And 3+3? [/INST]"
+        "[INST] <<SYS>>\nYou are terse.\n<</SYS>>\n\nWhat is 2+2? [/INST] 4 </s><s>[INST] And 3+3? [/INST]"
     ),
     "llama-3": (
         "<|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>"

@@ -54,6 +54,7 @@ def sha256_of(path: Path) -> str:
 
 # --- the default model and explicit paths -------------------------------------------------------------
 
+
 def test_none_and_default_resolve_to_smollm2_inside_its_package(models: Path) -> None:
     path = resolve_model(models_dir=models)
     assert path == resolve_model("default", models_dir=models)
@@ -85,6 +86,7 @@ def test_a_missing_relative_path_says_both_places_were_searched(models: Path) ->
 
 
 # --- folders ------------------------------------------------------------------------------------------
+
 
 def test_a_folder_holding_one_gguf_resolves_to_it(tmp_path: Path, models: Path) -> None:
     only = touch(tmp_path / "one" / "model.gguf")
@@ -119,6 +121,7 @@ def test_a_vision_projector_beside_the_model_is_ignored(tmp_path: Path, models: 
 
 
 # --- names in models/ ---------------------------------------------------------------------------------
+
 
 def test_a_name_finds_name_dot_gguf_in_models(models: Path) -> None:
     tiny = touch(models / "tiny.gguf")
@@ -164,6 +167,7 @@ def test_a_missing_name_is_not_found_and_lists_what_is_available(models: Path) -
 
 # --- names that try to leave models/ ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["../x", "a/../../x", "../../etc/passwd", "a/../../x.gguf"])
 def test_a_name_climbing_out_of_models_is_refused(tmp_path: Path, models: Path, name: str) -> None:
     touch(tmp_path / "x.gguf")  # something really is there, one level above models/
@@ -174,7 +178,8 @@ def test_a_name_climbing_out_of_models_is_refused(tmp_path: Path, models: Path, 
 
 
 def test_a_relative_path_that_exists_from_the_working_directory_is_a_path_not_a_name(
-        tmp_path: Path, models: Path) -> None:
+    tmp_path: Path, models: Path
+) -> None:
     above = touch(tmp_path / "x.gguf")  # cwd is tmp_path/cwd, so "../x.gguf" is this file
     assert resolve_model("../x.gguf", models_dir=models) == above
     with pytest.raises(UnsafeModelName):  # untrusted input goes through resolve_name: never a path
@@ -195,8 +200,9 @@ def test_a_symlink_in_models_pointing_outside_is_refused(tmp_path: Path, models:
         resolve_model("evil", models_dir=models)
 
 
-def test_a_symlinked_folder_or_file_in_a_folder_pointing_outside_is_refused(tmp_path: Path,
-                                                                           models: Path) -> None:
+def test_a_symlinked_folder_or_file_in_a_folder_pointing_outside_is_refused(
+    tmp_path: Path, models: Path
+) -> None:
     touch(tmp_path / "outside" / "m.gguf")
     (models / "linkdir").symlink_to(tmp_path / "outside")
     (models / "dir").mkdir()
@@ -214,6 +220,7 @@ def test_a_nul_byte_in_a_name_is_refused(models: Path) -> None:
 
 # --- listing ------------------------------------------------------------------------------------------
 
+
 def test_list_models_gives_catalog_then_models_folder(models: Path) -> None:
     touch(models / "b.gguf")
     touch(models / "a" / "only.gguf")
@@ -221,11 +228,16 @@ def test_list_models_gives_catalog_then_models_folder(models: Path) -> None:
     touch(models / "multi" / "y.gguf")
     entries = list_models(models)
     assert [(e.name, e.source) for e in entries] == [
-        ("default", "catalog"), ("gemma-3-270m", "catalog"), ("a", "models/"), ("b", "models/"),
-        ("multi/x", "models/"), ("multi/y", "models/"),
+        ("default", "catalog"),
+        ("gemma-3-270m", "catalog"),
+        ("a", "models/"),
+        ("b", "models/"),
+        ("multi/x", "models/"),
+        ("multi/y", "models/"),
     ]
-    assert entries[1] == ModelEntry("gemma-3-270m", None, CATALOG["gemma-3-270m"].size, "catalog",
-                                    CATALOG["gemma-3-270m"].description)
+    assert entries[1] == ModelEntry(
+        "gemma-3-270m", None, CATALOG["gemma-3-270m"].size, "catalog", CATALOG["gemma-3-270m"].description
+    )
     assert entries[0].path == resolve_model("default", models_dir=models)
     assert all(resolve_model(e.name, models_dir=models) == e.path for e in entries[2:])
 
@@ -235,6 +247,7 @@ def test_list_models_of_a_missing_folder_is_the_catalog(tmp_path: Path) -> None:
 
 
 # --- catalog: gemma assembled from its chunk packages -------------------------------------------------
+
 
 def test_gemma_is_assembled_into_models_with_the_published_sha256(gemma_models: Path) -> None:
     path = resolve_model("gemma-3-270m", models_dir=gemma_models)
@@ -270,12 +283,24 @@ def test_a_wrong_hash_deletes_the_partial_file_and_keeps_no_model(tmp_path: Path
 
 
 def test_a_missing_model_package_names_the_pip_command(tmp_path: Path) -> None:
-    file_entry = CatalogEntry(name="ghost", description="", size=1, package="hearth-ghost-model",
-                              install="pip install hearth-ghost-model==1.0", source="package_file",
-                              path_in_package="ghost/ghost.gguf")
-    chunk_entry = CatalogEntry(name="ghost", description="", size=1, package="hearth-ghost-model",
-                               install="pip install hearth-ghost-model==1.0", source="package_chunks",
-                               module="hearth_ghost_model")
+    file_entry = CatalogEntry(
+        name="ghost",
+        description="",
+        size=1,
+        package="hearth-ghost-model",
+        install="pip install hearth-ghost-model==1.0",
+        source="package_file",
+        path_in_package="ghost/ghost.gguf",
+    )
+    chunk_entry = CatalogEntry(
+        name="ghost",
+        description="",
+        size=1,
+        package="hearth-ghost-model",
+        install="pip install hearth-ghost-model==1.0",
+        source="package_chunks",
+        module="hearth_ghost_model",
+    )
     for entry in (file_entry, chunk_entry):
         with pytest.raises(ModelNotFound, match="pip install hearth-ghost-model==1.0"):
             materialize(entry, tmp_path)
@@ -289,22 +314,29 @@ def test_the_catalog_entries_point_to_the_real_packages() -> None:
 
 # --- python -m native.fetch ---------------------------------------------------------------------------
 
+
 def test_fetch_main_prints_path_and_size(capsys: pytest.CaptureFixture[str]) -> None:
     assert fetch.main(["default"]) == 0
     assert capsys.readouterr().out.strip() == f"default: {resolve_model('default')} (93.8 MiB)"
 
 
 def test_fetch_of_an_unknown_name_exits_1_with_one_line(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "native.fetch", "nope", "--models-dir", str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "native.fetch", "nope", "--models-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 1
-    assert run.stderr.strip().splitlines() == ["error: no catalog model named 'nope'; the catalog has: "
-                                               "default, gemma-3-270m"]
+    assert run.stderr.strip().splitlines() == [
+        "error: no catalog model named 'nope'; the catalog has: default, gemma-3-270m"
+    ]
 
 
 def test_fetch_default_as_the_makefile_runs_it() -> None:
-    run = subprocess.run([sys.executable, "-m", "native.fetch", "default"], cwd=REPO, capture_output=True,
-                         text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "native.fetch", "default"], cwd=REPO, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("default: ") and run.stdout.strip().endswith("(93.8 MiB)")
     assert "Warning" not in run.stderr
