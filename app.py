@@ -7,8 +7,9 @@ import chainlit as cl
 
 from llm.conversation import Conversation, shared_engine
 from llm.logs import configure_logging
+from llm.reply_stats import format_stats
 from llm.ui import settings_from_panel, settings_widgets
-from native.errors import HearthError
+from native.errors import EngineBusy, HearthError
 
 configure_logging()
 log = logging.getLogger("hearth.app")
@@ -46,19 +47,26 @@ async def on_message(message: cl.Message) -> None:
     reply = conversation.reply(message.content)
     answer = cl.Message(content="")
     try:
-        async for token in reply:
+        async for text in reply.chunks():
             if conversation.settings.streaming:
-                await answer.stream_token(token)
+                await answer.stream_token(text)
             else:
-                answer.content += token
+                answer.content += text
     except asyncio.CancelledError:  # the stop button: keep what was already shown
         if answer.content:
             conversation.remember(message.content, answer.content)
             await answer.send()
         raise
+    except EngineBusy:
+        await cl.ErrorMessage(
+            content="Hearth is busy with other chats right now; send it again in a moment."
+        ).send()
+        return
     except Exception as exc:  # whatever went wrong, the user reads it in the chat, not in a hung spinner
         log.exception("reply failed")
         await cl.ErrorMessage(content=f"Generation failed: {exc}").send()
         return
     conversation.remember(message.content, answer.content)
+    if stats := format_stats(reply.metadata, conversation.engine.n_ctx):
+        answer.elements = [cl.Text(name="stats", content=stats, display="inline")]
     await answer.send()

@@ -50,15 +50,43 @@ class Reply:
     def __init__(self, chain: LLMChain, inputs: dict[str, Any], callbacks: list | None = None) -> None:
         self.chain, self.inputs, self.callbacks = chain, inputs, callbacks or []
         self.result: dict[str, Any] | None = None
+        self.metadata: dict[str, Any] = {}
+        """finish_reason, token counts and timings of the generation, once it has ended."""
 
     @property
     def text(self) -> str:
         return self.result[self.chain.output_key] if self.result else ""
 
-    @property
-    def metadata(self) -> dict[str, Any]:
-        """finish_reason, token counts and timings of the last generation."""
-        return getattr(self, "_metadata", {})
+    async def chunks(self, interval: float = 0.03) -> AsyncIterator[str]:
+        """The reply's text in pieces at most one per `interval` seconds (none waits longer than that):
+        a browser gains nothing from a socket message per token, and pays for each."""
+        loop = asyncio.get_running_loop()
+        tokens = aiter(self)
+        pending: list[str] = []
+        deadline = 0.0
+        upcoming = asyncio.ensure_future(anext(tokens))
+        try:
+            while True:
+                timeout = max(0.0, deadline - loop.time()) if pending else None
+                done, _ = await asyncio.wait({upcoming}, timeout=timeout)
+                if not done:
+                    yield "".join(pending)
+                    pending.clear()
+                    continue
+                try:
+                    token = upcoming.result()
+                except StopAsyncIteration:
+                    break
+                if not pending:
+                    deadline = loop.time() + interval
+                pending.append(token)
+                upcoming = asyncio.ensure_future(anext(tokens))
+            if pending:
+                yield "".join(pending)
+        finally:
+            upcoming.cancel()
+            await asyncio.gather(upcoming, return_exceptions=True)
+            await tokens.aclose()
 
     async def __aiter__(self) -> AsyncIterator[str]:
         queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -81,4 +109,4 @@ class _Metadata(AsyncCallbackHandler):
 
     async def on_llm_end(self, response, **kwargs: Any) -> None:
         generation = response.generations[0][0] if response.generations and response.generations[0] else None
-        self.reply._metadata = (generation.generation_info or {}) if generation else {}
+        self.reply.metadata = (generation.generation_info or {}) if generation else {}

@@ -29,7 +29,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-USAGE = re.compile(r"session=(\S+) prompt=(\d+) cached=(\d+) completion=(\d+) finish=(\w+)")
+USAGE = re.compile(r"session=(\S+) slot=\d+ prompt=(\d+) cached=(\d+) completion=(\d+) finish=(\w+)")
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 
@@ -184,6 +184,9 @@ def test_chat_streams_settings_apply_stop_works_and_model_loads_once(page, serve
     wait_idle(page)
     session, _prompt, cached, completion, _finish = usages[-1]
     assert completion == 1
+    # The stats under the reply say what happened.
+    expect(page.get_by_text("1 generated").last).to_be_visible(timeout=10_000)
+    expect(page.get_by_text("stopped at the Max New Tokens limit").last).to_be_visible()
     assert len(page.locator('[data-step-type="assistant_message"]').all()) == 2
     shot(page, "03-one-token-reply")
 

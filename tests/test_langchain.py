@@ -14,6 +14,8 @@ from pydantic import ValidationError
 
 import llm
 from llm import ChatHearth, GenerationSettings, HearthLLM, build_chain
+from llm.conversation import Conversation
+from llm.reply_stats import format_stats
 from native import model_loads
 from native.engine import Engine
 
@@ -240,3 +242,29 @@ def test_long_history_drops_the_oldest_turns_and_keeps_the_system_prompt(engine)
         assert chat.invoke(history).response_metadata["finish_reason"] in ("stop", "length")
     finally:
         small.close()
+
+
+async def test_reply_chunks_coalesce_tokens_and_lose_nothing(engine):
+    conversation = Conversation(engine, GenerationSettings(temperature=0.0, max_new_tokens=64))
+    tokens = [t async for t in conversation.reply("Tell me about the sea.")]
+    reply = conversation.reply("Tell me about the sea.")
+    pieces = [p async for p in reply.chunks(interval=0.2)]
+    assert "".join(pieces) == "".join(tokens) == reply.text
+    assert len(pieces) < len(tokens)
+    assert reply.metadata["completion_tokens"] == 64
+
+
+def test_reply_stats_line():
+    metadata = {
+        "prompt_tokens": 35,
+        "cached_tokens": 30,
+        "completion_tokens": 64,
+        "time_to_first_token": 0.123,
+        "decode_tokens_per_s": 118.24,
+        "finish_reason": "length",
+    }
+    assert format_stats(metadata, 4096) == (
+        "35 prompt tokens (30 cached) · 64 generated · first token 0.12 s · 118.2 tok/s · context 99/4096 · "
+        "stopped at the Max New Tokens limit"
+    )
+    assert format_stats({}, 4096) == ""
