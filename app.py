@@ -8,7 +8,7 @@ import chainlit as cl
 from llm.conversation import Conversation, shared_engine
 from llm.logs import configure_logging
 from llm.reply_stats import format_stats
-from llm.ui import settings_from_panel, settings_widgets
+from llm.ui import history_before, settings_from_panel, settings_widgets
 from native.errors import EngineBusy, HearthError
 
 configure_logging()
@@ -44,7 +44,8 @@ async def on_message(message: cl.Message) -> None:
     if conversation is None:
         await cl.ErrorMessage(content="No model is loaded: see the first message of this chat.").send()
         return
-    reply = conversation.reply(message.content)
+    # Chainlit's record of the chat is the truth: it already reflects an edited earlier message.
+    reply = conversation.reply(message.content, history_before(cl.chat_context.get(), message))
     answer = cl.Message(content="")
     try:
         async for text in reply.chunks():
@@ -54,7 +55,6 @@ async def on_message(message: cl.Message) -> None:
                 answer.content += text
     except asyncio.CancelledError:  # the stop button: keep what was already shown
         if answer.content:
-            conversation.remember(message.content, answer.content)
             await answer.send()
         raise
     except EngineBusy:
@@ -66,7 +66,6 @@ async def on_message(message: cl.Message) -> None:
         log.exception("reply failed")
         await cl.ErrorMessage(content=f"Generation failed: {exc}").send()
         return
-    conversation.remember(message.content, answer.content)
     if stats := format_stats(reply.metadata, conversation.engine.n_ctx):
         answer.elements = [cl.Text(name="stats", content=stats, display="inline")]
     await answer.send()

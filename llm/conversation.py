@@ -34,8 +34,13 @@ class Conversation:
         self.settings = settings
         self.chain = build_chain(self.engine, settings, session_id=self.session_id)
 
-    def reply(self, question: str, callbacks: list | None = None) -> Reply:
-        """Start answering `question` in the context of the history; iterate the result for tokens."""
+    def reply(
+        self, question: str, history: list[BaseMessage] | None = None, callbacks: list | None = None
+    ) -> Reply:
+        """Start answering `question` after `history` (default: the exchanges remembered so far);
+        iterate the result for its text."""
+        if history is not None:
+            self.history = list(history)
         inputs: dict[str, Any] = {"question": question, "history": list(self.history)}
         return Reply(self.chain, inputs, callbacks)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from chainlit.input_widget import InputWidget, Slider, Switch, TextInput
+from chainlit.message import ErrorMessage, Message
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import ValidationError
 
 from llm.settings import GenerationSettings
@@ -37,3 +39,20 @@ def settings_from_panel(values: dict[str, Any]) -> GenerationSettings:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"invalid settings: {problems}") from None
+
+
+def history_before(messages: list[Message], current: Message) -> list[BaseMessage]:
+    """The conversation before `current`, as LangChain messages, from Chainlit's own record of the chat:
+    editing a message removes the ones after it there, and a stopped reply keeps what was shown.
+    Error notices are not part of the conversation."""
+    history: list[BaseMessage] = []
+    for message in messages:
+        if message.id == current.id:
+            break
+        if isinstance(message, ErrorMessage) or not message.content:
+            continue
+        if message.type == "user_message":
+            history.append(HumanMessage(message.content))
+        elif message.type == "assistant_message":
+            history.append(AIMessage(message.content))
+    return history
