@@ -260,3 +260,26 @@ def test_streaming_off_sends_the_reply_whole(page, server):
     lengths.add(len(last_reply(page)))
     assert server.usages()[-1][3] > 5  # a reply long enough that streaming would have shown its growth
     assert len([n for n in lengths if n > 0]) == 1, f"reply was streamed: saw lengths {sorted(lengths)}"
+
+
+def test_editing_an_earlier_message_drops_later_turns_and_reuses_the_cache(page, server):
+    for question in ("Tell me about cats.", "And dogs?"):
+        send(page, question)
+        expect(page.locator("#stop-button")).to_be_visible(timeout=30_000)
+        wait_idle(page)
+    done = len(server.usages())
+    first = page.locator('[data-step-type="user_message"]').first
+    first.hover()
+    first.locator(".edit-message").click()
+    page.fill("#edit-chat-input", "Tell me about birds.")
+    page.click(".confirm-edit")
+    usages = server.wait_for_usages(done + 1)
+    wait_idle(page)
+    prompt = server.prompts()[-1]
+    assert "Tell me about birds." in prompt
+    assert "Tell me about cats." not in prompt
+    assert "And dogs?" not in prompt
+    # The system prompt and the start of the first message were already cached: only the rest is new.
+    _session, prompt_tokens, cached, _completion, _finish = usages[-1]
+    assert 0 < cached < prompt_tokens
+    shot(page, "07-edited-message")
