@@ -115,8 +115,9 @@ class Scheduler:
             reused = 0
         del slot.tokens[reused:]
         slot.state = SlotState.PREFILL
-        if request.sampling.penalises:
-            # Penalties look at recent tokens; the prompt's tail counts, as in llama.cpp's server.
+        if request.sampling.penalises and not request.sampling.grammar:
+            # Penalties look at recent tokens; the prompt's tail counts, as in llama.cpp's server. Not with
+            # a grammar: accepting text the grammar never produced aborts the process inside llama.cpp.
             for token in request.tokens[-request.sampling.penalty_last_n :]:
                 sampler.accept(token)
         self.active.append(Active(request, slot, sampler, reused))

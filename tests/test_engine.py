@@ -231,6 +231,12 @@ def test_json_schema_grammar_constrains_the_output(engine):
     assert isinstance(value["age"], int)
 
 
+def test_grammar_with_repetition_penalty_completes(engine):
+    prompt = "<|im_start|>user\nGive me JSON.<|im_end|>\n<|im_start|>assistant\n"
+    params = SamplingParams(temperature=0, max_new_tokens=60, repetition_penalty=1.1, grammar=json_grammar())
+    assert isinstance(json.loads(engine.submit(prompt, params).result(60).text), dict)
+
+
 def test_bad_grammar_is_a_clear_error_and_the_engine_goes_on(engine, chat_prompt):
     with pytest.raises(InvalidGrammar):
         json_grammar({"type": "object", "properties": {"x": {"$ref": "#/nowhere"}}})
