@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import (
     BaseChatModel,
     agenerate_from_stream,
     generate_from_stream,
 )
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
 from pydantic import Field, PrivateAttr
 
 import prompts
 from llm._base import HearthFields, completion_info
 from llm.settings import GenerationSettings
+from llm.tools import langchain as tool_calls
 from native import Stream
 
 log = logging.getLogger("hearth.llm")
@@ -71,12 +75,16 @@ class ChatHearth(BaseChatModel, HearthFields):
         )
         return self._template
 
-    def render(self, messages: list[BaseMessage], system_prompt: str | None = None) -> prompts.Prompt:
-        """The exact prompt text and stop strings the engine receives for these messages."""
+    def turns(self, messages: list[BaseMessage], system_prompt: str | None = None) -> list[dict[str, str]]:
+        """The conversation as {"role", "content"} dicts, the system prompt first when one is set."""
         turns = [{"role": _ROLES.get(m.type, m.type), "content": m.text} for m in messages]
         if system_prompt and not any(t["role"] == "system" for t in turns):
             turns.insert(0, {"role": "system", "content": system_prompt})
-        return prompts.render(turns, self.template())
+        return turns
+
+    def render(self, messages: list[BaseMessage], system_prompt: str | None = None) -> prompts.Prompt:
+        """The exact prompt text and stop strings the engine receives for these messages."""
+        return prompts.render(self.turns(messages, system_prompt), self.template())
 
     def fit(self, messages: list[BaseMessage], settings: GenerationSettings) -> prompts.Prompt:
         """The prompt for `messages`, trimmed to fit the context with room for the reply.
@@ -102,9 +110,49 @@ class ChatHearth(BaseChatModel, HearthFields):
         return prompt
 
     def _start(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> Stream:
+        if kwargs.get("tools"):
+            return self._start_tools(messages, stop, kwargs)  # type: ignore[return-value]
         settings = self._settings(stop, kwargs)
+        if getattr(self.get_engine(), "renders_chat", False):
+            # A remote server applies its model's template (and refuses what does not fit): send the
+            # messages themselves. Local engines have no such attribute.
+            return self._submit(self.turns(messages, settings.system_prompt), settings)
         prompt = self.fit(messages, settings)
         return self._submit(prompt.text, settings, prompt.stop)
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: dict | str | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """A runnable whose replies may be calls of `tools` (LangChain tools, pydantic models, functions
+        or OpenAI tool dicts), returned in `AIMessage.tool_calls`. A llama.cpp grammar makes every call
+        valid JSON for one of the tools' schemas. `tool_choice`: see `llm.tools.langchain`."""
+        formatted = tool_calls.format_tools(tools)
+        choice = tool_calls.resolve_choice(tool_choice, formatted)  # a bad choice fails here, not later
+        return super().bind(tools=formatted, tool_choice=choice, **kwargs)
+
+    def _start_tools(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict
+    ) -> Stream | tool_calls.ToolCallStream:
+        """`_start` with tools bound: the tools described in the system message, tool calls and
+        results of the history as plain turns, and a call's JSON constrained by a grammar."""
+        if getattr(self.get_engine(), "renders_chat", False):
+            raise ValueError("tool calling needs a local model: a remote engine renders its own chat")
+        settings = self._settings(stop, kwargs)
+        tools = kwargs["tools"]
+        choice = tool_calls.resolve_choice(kwargs.get("tool_choice"), tools)
+        history = tool_calls.tool_history(messages)
+        if not tool_calls.should_call(choice, messages):
+            prompt = self.fit(history, settings)
+            return self._submit(prompt.text, settings, prompt.stop)
+        history = tool_calls.with_instructions(history, tools, settings.system_prompt)
+        prompt = self.fit(history, settings)
+        grammar = tool_calls.call_grammar(tools, choice)
+        constrained = tool_calls.ConstrainedSettings(**settings.model_dump(), grammar=grammar)
+        return tool_calls.ToolCallStream(self._submit(prompt.text, constrained, prompt.stop))
 
     def _chunk(self, delta: str) -> ChatGenerationChunk:
         return ChatGenerationChunk(message=AIMessageChunk(content=delta))
@@ -124,6 +172,9 @@ class ChatHearth(BaseChatModel, HearthFields):
             if usage
             else None,
             chunk_position="last",
+            tool_call_chunks=stream.tool_call_chunks()
+            if isinstance(stream, tool_calls.ToolCallStream)
+            else [],
         )
         return ChatGenerationChunk(message=message, generation_info=info)
 

@@ -17,14 +17,18 @@ class _Capabilities:
     def chat_model_params(self) -> dict:
         return {"model": "default", "temperature": 0.0, "max_new_tokens": 64}
 
-    # Not built yet: tool calling and structured output come with the function-calling issue.
+    # Tool calls and structured output are constrained by a llama.cpp grammar (llm/tools/langchain.py).
     @property
     def has_tool_calling(self) -> bool:
-        return False
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
 
     @property
     def has_structured_output(self) -> bool:
-        return False
+        return True
 
     @property
     def supports_json_mode(self) -> bool:
