@@ -10,13 +10,13 @@ from typing import Any
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from llm.settings import EngineConfig, GenerationFields, GenerationSettings
-from native import Completion, Engine, Stream, load_engine
+from native import Completion, Engine, RemoteEngine, Stream, load_engine
 from native.errors import EngineBusy
 
 
 def configured_engine(
     model: str | None = None, device: str | None = None, n_ctx: int | None = None
-) -> Engine:
+) -> Engine | RemoteEngine:
     """The shared engine for `model` (else `HEARTH_MODEL`, else the default), with the `HEARTH_*`
     configuration filling in whatever the caller leaves out. Loads only on first use."""
     config = EngineConfig()
@@ -42,9 +42,9 @@ class HearthFields(GenerationFields):
     timeout: float | None = Field(None, gt=0, description="Seconds a generation may take before it is cut.")
     max_retries: int = Field(2, ge=0, description="Retries when the engine's queue is full.")
 
-    _engine: Engine | None = PrivateAttr(None)
+    _engine: Engine | RemoteEngine | None = PrivateAttr(None)
 
-    def get_engine(self) -> Engine:
+    def get_engine(self) -> Engine | RemoteEngine:
         """The engine this instance runs on: shared with every other instance of the same model."""
         if self._engine is None:
             if self.engine is not None:
@@ -65,7 +65,13 @@ class HearthFields(GenerationFields):
             values["stop"] = [*values["stop"], *stop]
         return GenerationSettings.model_validate(values)
 
-    def _submit(self, prompt: str, settings: GenerationSettings, extra_stop: tuple[str, ...] = ()) -> Stream:
+    def _submit(
+        self,
+        prompt: str | list[dict[str, str]],
+        settings: GenerationSettings,
+        extra_stop: tuple[str, ...] = (),
+    ) -> Stream:
+        """Submit a prompt (or, to a remote engine, chat messages), retrying while the queue is full."""
         engine = self.get_engine()
         for attempt in range(self.max_retries + 1):
             try:

@@ -5,12 +5,14 @@ The only room that touches llama.cpp. Importing it loads llama.cpp's shared libr
 
 from native import errors
 from native.engine import Engine, load_engine, model_loads
+from native.remote import RemoteEngine
 from native.sampling import SamplingParams
 from native.stream import Completion, Stream, Timings, Usage
 
 __all__ = [
     "Completion",
     "Engine",
+    "RemoteEngine",
     "SamplingParams",
     "Stream",
     "Timings",

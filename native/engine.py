@@ -17,6 +17,7 @@ from native.errors import ContextOverflow, EngineBusy, EngineFailed
 from native.gguf_info import ModelInfo, inspect_gguf
 from native.hardware import Device, choose_device, default_threads, n_gpu_layers_for, total_memory
 from native.llama import Context, Model, SamplerChain
+from native.remote import RemoteEngine, connect, is_remote
 from native.resolve import resolve_model
 from native.sampling import SamplingParams, check_grammar
 from native.scheduler import Scheduler
@@ -187,13 +188,20 @@ def load_engine(
     n_threads: int | None = None,
     parallel: int | None = None,
     models_dir: str | Path | None = None,
-) -> Engine:
+    api_key: str | None = None,
+) -> Engine | RemoteEngine:
     """The shared engine for `model` on `device`, loading it on first use only.
 
     `model` is a path to a .gguf file, a folder holding one, a name in models/, a catalog name, or
     None for the default model. The file's header is validated before llama.cpp sees it. `n_ctx` is
     each session's context, `parallel` the number of sessions served at once (slots).
+
+    `model` may also be the URL of an OpenAI-compatible server (`http://host:port/v1`, optionally
+    `#MODEL_UID`): the model then runs there (native/remote.py), `api_key` (else `HEARTH_API_KEY`)
+    authenticates, and the loading options are the server's own business.
     """
+    if is_remote(model):
+        return connect(str(model), api_key)
     path = resolve_model(model, models_dir=models_dir).resolve()
     chosen = choose_device(device)
     key = (path, str(chosen))

@@ -1,0 +1,41 @@
+"""`create_app`: the FastAPI application over the served models' engines.
+
+Everything a request needs lives in `app.state` (settings, models, sessions, totals): no module-level
+state, no locks, so two apps in one process never share anything but the engines themselves (one per
+model file, by design).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from llm.rest import errors, routes
+from llm.rest.models import ServedModels, Sessions
+from llm.rest.replies import Totals
+from llm.rest.settings import ServerSettings
+
+DESCRIPTION = """An OpenAI-compatible API over local GGUF models (llama.cpp), plus MLC-Chat's `/chat/reset`
+and `/stats`. With `--api-key`, send `Authorization: Bearer KEY`. Sampling fields left out take Hearth's
+defaults; `session_id` (or `user`) keeps a conversation's KV cache in one slot."""
+
+
+def create_app(settings: ServerSettings | None = None, models: ServedModels | None = None) -> FastAPI:
+    """The server for `settings` (else `HEARTH_*` variables), loading its models unless given them."""
+    settings = settings or ServerSettings()
+    if models is None:
+        models = ServedModels.load(
+            settings.model,
+            settings.device,
+            n_ctx=settings.ctx_size,
+            n_threads=settings.threads,
+            parallel=settings.parallel,
+        )
+    app = FastAPI(title="Hearth", description=DESCRIPTION, version="1")
+    app.state.settings = settings
+    app.state.models = models
+    app.state.sessions = Sessions()
+    app.state.totals = Totals()
+    errors.install(app)
+    app.include_router(routes.public)
+    app.include_router(routes.api)
+    return app

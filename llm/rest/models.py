@@ -1,0 +1,145 @@
+"""The models a server serves, each under a UID, and what it takes to prompt them.
+
+`--model NAME=MODEL` serves MODEL as NAME; a bare MODEL is served under its own name. Several UIDs
+may name one file: they share one engine (one copy of the weights). A request naming no served UID
+gets a 404, never another model.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import prompts
+from llm.rest.errors import APIError
+from native import Engine, RemoteEngine, load_engine
+from native.gguf_info import ModelInfo
+from native.remote import is_remote
+
+log = logging.getLogger("hearth.rest")
+
+_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    uid: str
+    engine: Engine | RemoteEngine
+    template: prompts.ChatTemplate | None
+    """The chat template rendered here; None for a remote engine, whose server renders its own."""
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @classmethod
+    def of(cls, uid: str, engine: Engine | RemoteEngine) -> ServedModel:
+        local = isinstance(engine, Engine)
+        return cls(uid, engine, chat_template(engine.info) if local else None)  # type: ignore[union-attr]
+
+    def describe(self) -> dict:
+        """This model's /v1/models entry."""
+        return {
+            "id": self.uid,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "hearth",
+            "context_length": self.engine.n_ctx,
+        }
+
+
+def chat_template(info: ModelInfo) -> prompts.ChatTemplate:
+    """The template a model's conversations are rendered with: its own, else a guess (prompts/)."""
+    return prompts.template_for(
+        chat_template=info.chat_template,
+        architecture=info.architecture,
+        model_name=info.name or info.path.stem,
+        eos_token=info.eos_token,
+        bos_token=info.bos_token,
+    )
+
+
+def parse_spec(spec: str) -> tuple[str | None, str]:
+    """`NAME=MODEL` -> (NAME, MODEL); a bare MODEL -> (None, MODEL). A URL's query keeps its '='."""
+    uid, sep, model = spec.partition("=")
+    if sep and _UID.fullmatch(uid) and model:
+        return uid, model
+    return None, spec
+
+
+def default_uid(model: str, engine: Engine | RemoteEngine) -> str:
+    """A bare name is its own UID; a path is served as its file's stem, a URL as the remote's name."""
+    if is_remote(model) or "/" in model or model.lower().endswith(".gguf"):
+        return engine.model_name if is_remote(model) else Path(model).stem
+    return model
+
+
+class ServedModels:
+    """UID -> model, loaded once when the server starts."""
+
+    def __init__(self, models: list[ServedModel]) -> None:
+        self.by_uid = {m.uid: m for m in models}
+
+    @classmethod
+    def load(cls, specs: list[str], device: str, **options: object) -> ServedModels:
+        models: list[ServedModel] = []
+        for spec in specs:
+            uid, model = parse_spec(spec)
+            engine = load_engine(model, device, **options)  # type: ignore[arg-type]
+            uid = uid or default_uid(model, engine)
+            if any(m.uid == uid for m in models):
+                raise ValueError(f"two models are served as {uid!r}; name one with --model NAME={model}")
+            models.append(ServedModel.of(uid, engine))
+            _log_model(uid, engine)
+        return cls(models)
+
+    def __iter__(self):
+        return iter(self.by_uid.values())
+
+    def get(self, uid: str | None) -> ServedModel:
+        if uid is None:
+            if len(self.by_uid) == 1:
+                return next(iter(self.by_uid.values()))
+            raise APIError(400, f"name a model: one of {', '.join(self.by_uid)}", param="model")
+        model = self.by_uid.get(uid)
+        if model is None:
+            raise APIError(
+                404,
+                f"the model {uid!r} is not served here; served: {', '.join(self.by_uid)}",
+                param="model",
+                code="model_not_found",
+            )
+        return model
+
+
+def _log_model(uid: str, engine: Engine | RemoteEngine) -> None:
+    if isinstance(engine, RemoteEngine):
+        log.info("serving %r: model %r of the server at %s", uid, engine.model_name, engine.url)
+        return
+    log.info(
+        "serving %r: %s on %s with %d threads, %d slots of %d tokens",
+        uid,
+        engine.info.path.name,
+        engine.device,
+        engine.n_threads,
+        engine.parallel,
+        engine.n_ctx,
+    )
+
+
+class Sessions:
+    """Session name -> the engine's session key. `/chat/reset` moves a session to a fresh key, so its
+    next request starts with an empty cache (the old slot is reclaimed like any least recently used
+    one)."""
+
+    def __init__(self) -> None:
+        self._epochs: dict[str, int] = {}
+
+    def key(self, session: str | None) -> str | None:
+        if session is None:
+            return None
+        epoch = self._epochs.get(session, 0)
+        return f"{session}#{epoch}" if epoch else session
+
+    def reset(self, session: str) -> None:
+        self._epochs[session] = self._epochs.get(session, 0) + 1

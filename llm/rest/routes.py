@@ -1,0 +1,144 @@
+"""The endpoints. Each one validates, submits to the engine (which refuses synchronously what it cannot
+serve), then streams or gathers; no lock anywhere: the engine's scheduler serves requests at once."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import replace
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+import prompts
+from llm.rest.errors import APIError, from_native
+from llm.rest.models import ServedModel
+from llm.rest.replies import Reply, Totals
+from llm.rest.schemas import ChatRequest, CompletionRequest, GenerationRequest, ResetRequest
+from llm.rest.sse import gather_unless_gone, stream_response
+from native import SamplingParams, Stream
+from native.errors import HearthError
+
+
+async def require_key(request: Request) -> None:
+    """With --api-key, every API call must carry `Authorization: Bearer KEY` (compared in constant time)."""
+    expected = request.app.state.settings.key()
+    if expected is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise APIError(
+            401,
+            "missing or wrong API key: send the header `Authorization: Bearer KEY`",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+public = APIRouter()
+api = APIRouter(dependencies=[Depends(require_key)])
+
+
+@public.get("/health", summary="Liveness and the served models (no key needed: for load balancers)")
+async def health(request: Request) -> dict:
+    return {"status": "ok", "models": list(request.app.state.models.by_uid)}
+
+
+@api.get("/v1/models", summary="The served models")
+async def list_models(request: Request) -> dict:
+    return {"object": "list", "data": [m.describe() for m in request.app.state.models]}
+
+
+@api.post("/v1/chat/completions", summary="Chat: messages in, the assistant's reply out")
+async def chat_completions(body: ChatRequest, request: Request) -> Response:
+    body.refuse_unsupported()
+    model: ServedModel = request.app.state.models.get(body.model)
+    if model.template is None:  # the remote server renders the conversation itself
+        prompt, stop = body.turns(), ()
+    else:
+        rendered = _render(body, model)
+        prompt, stop = rendered.text, rendered.stop
+    return await _generate(request, body, model, prompt, body.sampling(stop), "chat")
+
+
+@api.post("/v1/completions", summary="Text completion: the prompt is continued as is")
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    body.refuse_unsupported()
+    model: ServedModel = request.app.state.models.get(body.model)
+    prompt = body.text()
+    return await _generate(request, body, model, prompt, body.sampling(), "text")
+
+
+@api.api_route("/chat/reset", methods=["GET", "POST"], summary="Start a session's cache over (MLC's API)")
+async def reset(request: Request, body: ResetRequest | None = None) -> dict:
+    body = body or ResetRequest(**request.query_params)
+    model: ServedModel = request.app.state.models.get(body.model)
+    session = body.session_id or body.user
+    if session:
+        request.app.state.sessions.reset(session)
+    return {"object": "chat.reset", "model": model.uid, "session_id": session, "reset": bool(session)}
+
+
+@api.get("/stats", summary="Runtime figures per model: slots, queue, cached tokens, prefill/decode tok/s")
+async def stats(request: Request, model: str | None = None) -> dict:
+    served = request.app.state.models
+    chosen = [served.get(model)] if model else list(served)
+    totals: Totals = request.app.state.totals
+    return {"models": {m.uid: {**m.engine.stats(), "served": totals.of(m.uid)} for m in chosen}}
+
+
+# -- the shared path of both completions -----------------------------------------------------------
+
+
+def _render(body: ChatRequest, model: ServedModel) -> prompts.Prompt:
+    """The conversation in the model's template; TemplateError (a 400) if the template refuses it."""
+    return prompts.render(body.turns(), model.template)  # type: ignore[arg-type]
+
+
+async def _generate(
+    request: Request,
+    body: GenerationRequest,
+    model: ServedModel,
+    prompt: str | list[dict[str, str]],
+    sampling: SamplingParams,
+    kind: Literal["chat", "text"],
+) -> Response:
+    session = request.app.state.sessions.key(body.session)
+    try:
+        # Off the event loop: tokenizing a long prompt, or a remote engine's round trip, takes a while.
+        streams = await run_in_threadpool(_submit, model, prompt, sampling, body.n, session)
+    except HearthError as exc:
+        raise from_native(exc, param="messages" if kind == "chat" else "prompt") from None
+    except ValueError as exc:  # what the engine refuses before any work, e.g. a prompt it cannot take
+        raise APIError(400, str(exc)) from None
+    reply = Reply(kind, model.uid, include_usage=body.include_usage)
+    totals: Totals = request.app.state.totals
+    if body.stream:
+        return stream_response(reply, streams, totals)
+    completions = await gather_unless_gone(request, streams)
+    if completions is None:
+        return Response(status_code=499)  # the client is gone; nobody reads this
+    totals.add(model.uid, completions)
+    return JSONResponse(reply.response(completions))
+
+
+def _submit(
+    model: ServedModel, prompt: str | list, sampling: SamplingParams, n: int, session: str | None
+) -> list[Stream]:
+    """n generations of one prompt. With a seed, choice i uses seed + i (so the choices differ yet
+    are reproducible); only the first keeps the session's slot."""
+    streams: list[Stream] = []
+    try:
+        for i in range(n):
+            seeded = (
+                sampling
+                if i == 0 or sampling.seed is None
+                else replace(sampling, seed=(sampling.seed + i) % 2**32)
+            )
+            streams.append(model.engine.submit(prompt, seeded, session=session if i == 0 else None))
+    except BaseException:
+        for stream in streams:
+            stream.cancel()
+        raise
+    return streams

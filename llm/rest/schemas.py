@@ -1,0 +1,232 @@
+"""The request bodies of /v1/chat/completions and /v1/completions, in OpenAI's names.
+
+Only the shape is checked here. Every sampling value goes through `GenerationSettings` (its ranges are
+written once, there); this module maps OpenAI's names onto it and back for error messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from llm.rest.errors import APIError, validation_error
+from llm.settings import GenerationSettings
+from native.sampling import SamplingParams, json_grammar
+
+MAX_CHOICES = 16
+
+# OpenAI's name -> GenerationSettings' name, for every knob a request may set.
+SETTINGS_NAMES = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "max_tokens": "max_new_tokens",
+    "seed": "seed",
+    "stop": "stop",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "repetition_penalty": "repetition_penalty",
+}
+OPENAI_NAMES = {ours: theirs for theirs, ours in SETTINGS_NAMES.items()}
+PENALTIES_OFF = {"repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused (with their name) rather than silently ignored, as OpenAI does."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StreamOptions(Strict):
+    include_usage: bool = Field(False, description="Send one last chunk with the token usage.")
+
+
+class JSONSchemaFormat(Strict):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict = Field(alias="schema", description="The JSON schema the reply must match.")
+    strict: bool | None = None
+
+
+class ResponseFormat(Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
+class GenerationRequest(Strict):
+    """What chat and text completions share."""
+
+    model: str | None = Field(None, description="A served model's UID (see /v1/models).")
+    stream: bool = Field(False, description="Send the reply as server-sent events, ending in [DONE].")
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, ge=1, le=MAX_CHOICES, description="How many replies to generate.")
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = Field(None, description="llama.cpp's and vLLM's extension.")
+    min_p: float | None = Field(None, description="llama.cpp's and vLLM's extension.")
+    max_tokens: int | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = Field(
+        None,
+        validation_alias=AliasChoices("repetition_penalty", "repeat_penalty"),
+        description="vLLM's name; llama.cpp's `repeat_penalty` is accepted too.",
+    )
+    grammar: str | None = Field(None, description="A GBNF grammar the reply must follow (llama.cpp's).")
+    response_format: ResponseFormat | None = None
+    user: str | None = Field(None, description="Used as the session when `session_id` is not given.")
+    session_id: str | None = Field(None, description="Keeps this conversation's KV cache in one slot.")
+    logit_bias: dict[str, float] | None = None
+
+    @property
+    def session(self) -> str | None:
+        return self.session_id or self.user or None
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def token_limit(self) -> int | None:
+        return self.max_tokens
+
+    def settings(self) -> GenerationSettings:
+        """The request's knobs, validated by GenerationSettings; what is left out takes its defaults."""
+        values = {name: getattr(self, name) for name in SETTINGS_NAMES if getattr(self, name) is not None}
+        values["max_tokens"] = self.token_limit()
+        values = {SETTINGS_NAMES[k]: v for k, v in values.items() if v is not None}
+        if isinstance(values.get("stop"), str):
+            values["stop"] = [values["stop"]]
+        try:
+            return GenerationSettings.model_validate(values)
+        except ValidationError as exc:
+            raise validation_error(exc, OPENAI_NAMES) from None
+
+    def sampling(self, extra_stop: tuple[str, ...] = ()) -> SamplingParams:
+        """The engine's parameters: the settings, the template's stop strings, and any grammar."""
+        params = self.settings().sampling(extra_stop)
+        grammar = self.grammar_text()
+        if grammar is None:
+            return params
+        # Penalties make the engine feed the prompt to the whole sampler chain, grammar included, which
+        # llama.cpp aborts the process on (native/scheduler.py `_start`); and JSON repeats its braces
+        # and quotes by design. Constrained output runs without them: the default is left out, an
+        # explicit penalty refused rather than silently dropped.
+        asked = [name for name, off in PENALTIES_OFF.items() if getattr(self, name) not in (None, off)]
+        if asked:
+            raise APIError(
+                400, f"{asked[0]} cannot be combined with a grammar or response_format", param=asked[0]
+            )
+        return replace(params, grammar=grammar, **PENALTIES_OFF)
+
+    def grammar_text(self) -> str | None:
+        fmt = self.response_format
+        if self.grammar and fmt is not None and fmt.type != "text":
+            raise APIError(400, "give either grammar or response_format, not both", param="grammar")
+        if self.grammar:
+            return self.grammar
+        if fmt is None or fmt.type == "text":
+            return None
+        if fmt.type == "json_object":
+            return json_grammar(None)
+        if fmt.json_schema is None:
+            raise APIError(400, "type json_schema needs a json_schema", param="response_format.json_schema")
+        return json_grammar(fmt.json_schema.schema_)
+
+    def refuse_unsupported(self) -> None:
+        """Fields OpenAI defines that Hearth cannot honour yet: refused unless at their no-op value."""
+        if self.logit_bias:
+            raise APIError(400, "logit_bias is not supported", param="logit_bias")
+
+
+class TextPart(Strict):
+    type: Literal["text"]
+    text: str
+
+
+class Message(Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    def turn(self) -> dict[str, str]:
+        """This message as the {"role", "content"} dict chat templates render."""
+        content = self.content or ""
+        if isinstance(content, list):
+            content = "".join(part.text for part in content)
+        return {"role": "system" if self.role == "developer" else self.role, "content": content}
+
+
+class ChatRequest(GenerationRequest):
+    """POST /v1/chat/completions."""
+
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, description="OpenAI's newer name for max_tokens.")
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    tools: list[dict] | None = None
+    tool_choice: str | dict | None = None
+    parallel_tool_calls: bool | None = None
+
+    def turns(self) -> list[dict[str, str]]:
+        return [message.turn() for message in self.messages]
+
+    def token_limit(self) -> int | None:
+        if None not in (self.max_tokens, self.max_completion_tokens) and (
+            self.max_tokens != self.max_completion_tokens
+        ):
+            raise APIError(400, "max_tokens and max_completion_tokens differ", param="max_completion_tokens")
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    def refuse_unsupported(self) -> None:
+        super().refuse_unsupported()
+        if self.tools or self.tool_choice not in (None, "none"):
+            raise APIError(
+                400,
+                "tools and tool_choice are not supported yet: function calling is coming to the chat "
+                "models; send plain messages for now",
+                param="tools" if self.tools else "tool_choice",
+                code="tools_not_supported",
+            )
+        if self.logprobs or self.top_logprobs:
+            raise APIError(400, "logprobs are not supported", param="logprobs")
+
+
+class CompletionRequest(GenerationRequest):
+    """POST /v1/completions."""
+
+    prompt: str | list[str] = Field(description="The text to continue, as is (no chat template).")
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = None
+    logprobs: int | None = None
+
+    def text(self) -> str:
+        prompt = self.prompt
+        if isinstance(prompt, list):
+            if len(prompt) != 1:
+                raise APIError(400, "send one prompt per request", param="prompt")
+            prompt = prompt[0]
+        if not prompt:
+            raise APIError(400, "the prompt is empty", param="prompt")
+        return prompt
+
+    def refuse_unsupported(self) -> None:
+        super().refuse_unsupported()
+        for name, unset in (("echo", False), ("suffix", None), ("logprobs", None)):
+            if getattr(self, name) != unset:
+                raise APIError(400, f"{name} is not supported", param=name)
+        if self.best_of not in (None, 1):
+            raise APIError(400, "best_of is not supported; use n", param="best_of")
+
+
+class ResetRequest(BaseModel):
+    """POST /chat/reset: MLC's clients send their whole chat payload, so other fields are ignored."""
+
+    model: str | None = None
+    session_id: str | None = None
+    user: str | None = None
