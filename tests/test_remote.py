@@ -137,11 +137,14 @@ def test_a_hearth_server_can_serve_a_remote_model(hearth):
         direct = openai.OpenAI(base_url=hearth.url + "/v1", api_key="x").chat.completions.create(
             model="default", **ask
         )
-        relayed = openai.OpenAI(base_url=relay.url + "/v1", api_key="x").chat.completions.create(
-            model="relay", **ask
-        )
+        relay_client = openai.OpenAI(base_url=relay.url + "/v1", api_key="x", max_retries=0)
+        relayed = relay_client.chat.completions.create(model="relay", **ask)
+        tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+        with pytest.raises(openai.BadRequestError) as refused:  # tools need the model's template here
+            relay_client.chat.completions.create(model="relay", tools=[tool], **ask)
     assert relayed.choices[0].message.content == direct.choices[0].message.content
     assert relayed.usage.prompt_tokens == direct.usage.prompt_tokens
+    assert refused.value.param == "tools" and "needs a local model" in refused.value.message
 
 
 # -- against llama-cpp-python's server ----------------------------------------------------------------

@@ -208,8 +208,9 @@ def test_errors_are_the_clients_own_exception_types(client):
             model="default",
             messages=MESSAGES,
             tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            tool_choice={"type": "function", "function": {"name": "g"}},
         )
-    assert tools.value.code == "tools_not_supported"
+    assert tools.value.param == "tool_choice" and "'g' is not a bound tool" in tools.value.message
 
 
 # -- requests: MLC's examples and the error shape ----------------------------------------------------
@@ -402,3 +403,112 @@ def test_a_long_generation_does_not_hold_up_a_short_one(server):
         assert short.status_code == 200 and took < 3.0
         assert stats(server)["slots_in_use"] == 1  # the long one is still going
     wait_for_idle(server, within=2.0)
+
+
+# -- function calling -------------------------------------------------------------------------------
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The city's name."}},
+            "required": ["city"],
+        },
+    },
+}
+ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def test_a_forced_tool_call_is_the_chat_models_call_in_openais_shape(client):
+    local = ChatHearth(model="default", temperature=0.0, max_new_tokens=48).bind_tools(
+        [WEATHER], tool_choice="get_weather"
+    )
+    expected = local.invoke([("human", ASK_WEATHER[0]["content"])]).tool_calls[0]
+    reply = client.chat.completions.create(
+        model="default",
+        messages=ASK_WEATHER,
+        tools=[WEATHER],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        temperature=0,
+        max_tokens=48,
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (call,) = choice.message.tool_calls
+    assert call.type == "function" and call.id.startswith("call_")
+    assert call.function.name == expected["name"] == "get_weather"
+    assert json.loads(call.function.arguments) == expected["args"]
+    assert reply.usage.completion_tokens > 0
+
+    streamed = client.chat.completions.create(
+        model="default",
+        messages=ASK_WEATHER,
+        tools=[WEATHER],
+        tool_choice="required",
+        temperature=0,
+        max_tokens=48,
+        stream=True,
+    )
+    chunks = list(streamed)
+    deltas = [c.choices[0].delta for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    assert len(deltas) == 1 and not any(c.choices[0].delta.content for c in chunks if c.choices)
+    assert deltas[0].tool_calls[0].function.name == "get_weather"
+    assert json.loads(deltas[0].tool_calls[0].function.arguments) == expected["args"]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_after_a_tool_result_auto_answers_in_text_from_that_result(client):
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    conversation = [
+        *ASK_WEATHER,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 degrees."},
+    ]
+    reply = client.chat.completions.create(
+        model="default", messages=conversation, tools=[WEATHER], temperature=0, max_tokens=16
+    )
+    assert reply.choices[0].message.tool_calls is None and reply.choices[0].message.content
+    # The engine saw the call and its result as plain turns: the same reply as sending those turns.
+    plain = [
+        *ASK_WEATHER,
+        {"role": "assistant", "content": '{"name": "get_weather", "arguments": {"city": "Paris"}}'},
+        {"role": "user", "content": "The tool get_weather returned: Sunny, 21 degrees."},
+    ]
+    again = client.chat.completions.create(model="default", messages=plain, temperature=0, max_tokens=16)
+    assert reply.choices[0].message.content == again.choices[0].message.content
+    assert reply.usage.prompt_tokens == again.usage.prompt_tokens
+
+
+def test_langchain_openai_bind_tools_gets_tool_calls_from_the_server(server):
+    remote = ChatOpenAI(
+        base_url=server.url + "/v1", api_key="unused", model="default", temperature=0, max_tokens=48
+    )
+    message = remote.bind_tools([WEATHER], tool_choice="get_weather").invoke("What is the weather in Paris?")
+    assert [c["name"] for c in message.tool_calls] == ["get_weather"]
+    assert isinstance(message.tool_calls[0]["args"].get("city"), str)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+            "tool_choice",
+        ),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tools": [WEATHER], "response_format": {"type": "json_object"}}, "tools"),
+        ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "tools[0].function.name"),
+    ],
+)
+def test_bad_tool_requests_are_400s_naming_the_field(server, extra, param):
+    body = {"model": "default", "messages": ASK_WEATHER, **extra}
+    response = requests.post(server.url + "/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param

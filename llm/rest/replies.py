@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
+from llm.rest import tools
 from native import Completion
 
 
@@ -34,6 +35,7 @@ class Reply:
     kind: Literal["chat", "text"]
     model: str
     include_usage: bool = False
+    as_calls: bool = False
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -65,6 +67,22 @@ class Reply:
             body["usage"] = None  # as OpenAI: null on every chunk but the last
         return json.dumps(body, separators=(",", ":"))
 
+    def call_chunks(self, index: int, completion: Completion) -> list[str]:
+        """A constrained reply, streamed once it has ended: its tool call (or its text, when cut short),
+        then the closing chunk."""
+        message, finish = tools.message(completion)
+        if "tool_calls" in message:
+            calls = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+            delta = {"role": "assistant", "content": None, "tool_calls": calls}
+        else:
+            delta = {"role": "assistant", "content": message["content"]}
+        body = self._envelope(
+            "chat.completion.chunk", [{"index": index, "delta": delta, "finish_reason": None}]
+        )
+        if self.include_usage:
+            body["usage"] = None
+        return [json.dumps(body, separators=(",", ":")), self.chunk(index, None, finish)]
+
     def usage_chunk(self, completions: list[Completion]) -> str:
         """The last chunk when `stream_options.include_usage` is set: no choices, the usage."""
         object_ = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
@@ -73,15 +91,14 @@ class Reply:
     def response(self, completions: list[Completion]) -> dict:
         """The whole (non-streamed) response."""
         if self.kind == "chat":
-            choices = [
-                {
-                    "index": i,
-                    "message": {"role": "assistant", "content": c.text},
-                    "logprobs": None,
-                    "finish_reason": c.finish_reason,
-                }
-                for i, c in enumerate(completions)
-            ]
+            choices = []
+            for i, c in enumerate(completions):
+                message, finish = (
+                    tools.message(c)
+                    if self.as_calls
+                    else ({"role": "assistant", "content": c.text}, c.finish_reason)
+                )
+                choices.append({"index": i, "message": message, "logprobs": None, "finish_reason": finish})
             body = self._envelope("chat.completion", choices)
         else:
             choices = [

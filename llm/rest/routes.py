@@ -12,11 +12,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 import prompts
+from llm.rest import tools
 from llm.rest.errors import APIError, from_native
 from llm.rest.models import ServedModel
 from llm.rest.replies import Reply, Totals
 from llm.rest.schemas import ChatRequest, CompletionRequest, GenerationRequest, ResetRequest
 from llm.rest.sse import gather_unless_gone, stream_response
+from llm.tools import langchain as tool_calls
 from native import SamplingParams, Stream
 from native.errors import HearthError
 
@@ -54,12 +56,22 @@ async def list_models(request: Request) -> dict:
 async def chat_completions(body: ChatRequest, request: Request) -> Response:
     body.refuse_unsupported()
     model: ServedModel = request.app.state.models.get(body.model)
+    choice = body.choice()
     if model.template is None:  # the remote server renders the conversation itself
-        prompt, stop = body.turns(), ()
-    else:
-        rendered = _render(body, model)
-        prompt, stop = rendered.text, rendered.stop
-    return await _generate(request, body, model, prompt, body.sampling(stop), "chat")
+        if choice is not None:
+            raise APIError(
+                400,
+                f"{model.uid} is served by a remote server: tool calling needs a local model",
+                param="tools",
+            )
+        return await _generate(request, body, model, body.turns(), body.sampling(), "chat")
+    messages = body.conversation()
+    if choice is None or not tool_calls.should_call(choice, messages):
+        rendered = prompts.render(tools.turns(messages), model.template)
+        return await _generate(request, body, model, rendered.text, body.sampling(rendered.stop), "chat")
+    rendered = tools.call_prompt(messages, body.tool_dicts(), model.template)
+    sampling = tools.constrained(body.sampling(rendered.stop), body.tool_dicts(), choice)
+    return await _generate(request, body, model, rendered.text, sampling, "chat", as_calls=True)
 
 
 @api.post("/v1/completions", summary="Text completion: the prompt is continued as is")
@@ -91,11 +103,6 @@ async def stats(request: Request, model: str | None = None) -> dict:
 # -- the shared path of both completions -----------------------------------------------------------
 
 
-def _render(body: ChatRequest, model: ServedModel) -> prompts.Prompt:
-    """The conversation in the model's template; TemplateError (a 400) if the template refuses it."""
-    return prompts.render(body.turns(), model.template)  # type: ignore[arg-type]
-
-
 async def _generate(
     request: Request,
     body: GenerationRequest,
@@ -103,7 +110,10 @@ async def _generate(
     prompt: str | list[dict[str, str]],
     sampling: SamplingParams,
     kind: Literal["chat", "text"],
+    *,
+    as_calls: bool = False,
 ) -> Response:
+    """Submit, then stream or gather. `as_calls`: the replies are tool calls' JSON (see llm.rest.tools)."""
     session = request.app.state.sessions.key(body.session)
     try:
         # Off the event loop: tokenizing a long prompt, or a remote engine's round trip, takes a while.
@@ -112,7 +122,7 @@ async def _generate(
         raise from_native(exc, param="messages" if kind == "chat" else "prompt") from None
     except ValueError as exc:  # what the engine refuses before any work, e.g. a prompt it cannot take
         raise APIError(400, str(exc)) from None
-    reply = Reply(kind, model.uid, include_usage=body.include_usage)
+    reply = Reply(kind, model.uid, include_usage=body.include_usage, as_calls=as_calls)
     totals: Totals = request.app.state.totals
     if body.stream:
         return stream_response(reply, streams, totals)

@@ -7,10 +7,12 @@ written once, there); this module maps OpenAI's names onto it and back for error
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
+from langchain_core.messages import BaseMessage
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
+from llm.rest import tools
 from llm.rest.errors import APIError, validation_error
 from llm.settings import GenerationSettings
 from native.sampling import SamplingParams, json_grammar
@@ -112,10 +114,9 @@ class GenerationRequest(Strict):
         grammar = self.grammar_text()
         if grammar is None:
             return params
-        # Penalties make the engine feed the prompt to the whole sampler chain, grammar included, which
-        # llama.cpp aborts the process on (native/scheduler.py `_start`); and JSON repeats its braces
-        # and quotes by design. Constrained output runs without them: the default is left out, an
-        # explicit penalty refused rather than silently dropped.
+        # JSON repeats its braces and quotes by design: a penalty pushes the model toward whatever the
+        # grammar still allows instead of what it means. Constrained output runs without them: the
+        # default is left out, an explicit penalty refused rather than silently dropped.
         asked = [name for name, off in PENALTIES_OFF.items() if getattr(self, name) not in (None, off)]
         if asked:
             raise APIError(
@@ -148,17 +149,59 @@ class TextPart(Strict):
     text: str
 
 
+class FunctionCall(Strict):
+    name: str
+    arguments: str = Field(description="The arguments as a JSON object string.")
+
+
+class ToolCall(Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class FunctionDef(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict | None = Field(None, description="The arguments' JSON schema.")
+    strict: bool | None = None
+
+
+class Tool(Strict):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(Strict):
+    name: str
+
+
+class NamedToolChoice(Strict):
+    type: Literal["function"]
+    function: NamedFunction
+
+
 class Message(Strict):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
-    def turn(self) -> dict[str, str]:
-        """This message as the {"role", "content"} dict chat templates render."""
+    def turn(self) -> dict[str, Any]:
+        """This message as an OpenAI message dict with plain-text content."""
         content = self.content or ""
         if isinstance(content, list):
             content = "".join(part.text for part in content)
-        return {"role": "system" if self.role == "developer" else self.role, "content": content}
+        turn: dict[str, Any] = {
+            "role": "system" if self.role == "developer" else self.role,
+            "content": content,
+        }
+        if self.tool_calls:
+            turn["tool_calls"] = [call.model_dump() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            turn["tool_call_id"] = self.tool_call_id
+        return turn
 
 
 class ChatRequest(GenerationRequest):
@@ -168,12 +211,33 @@ class ChatRequest(GenerationRequest):
     max_completion_tokens: int | None = Field(None, description="OpenAI's newer name for max_tokens.")
     logprobs: bool | None = None
     top_logprobs: int | None = None
-    tools: list[dict] | None = None
-    tool_choice: str | dict | None = None
-    parallel_tool_calls: bool | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = Field(None, description="Accepted; a reply holds at most one call.")
 
-    def turns(self) -> list[dict[str, str]]:
+    def turns(self) -> list[dict[str, Any]]:
+        """The messages as OpenAI message dicts (what a remote server receives)."""
         return [message.turn() for message in self.messages]
+
+    def conversation(self) -> list[BaseMessage]:
+        """The messages as LangChain messages, tool calls and results included."""
+        return tools.conversation(self.turns())
+
+    def tool_dicts(self) -> list[dict[str, Any]]:
+        return [tool.model_dump(exclude_none=True) for tool in self.tools or []]
+
+    def choice(self) -> str | None:
+        """The tool choice ("auto", "none", "any" or a tool's name), None when no tools are given."""
+        if not self.tools:
+            if self.tool_choice not in (None, "none"):
+                raise APIError(400, "tool_choice needs tools", param="tool_choice")
+            return None
+        if self.response_format is not None and self.response_format.type != "text" or self.grammar:
+            raise APIError(400, "give either tools or a response_format/grammar, not both", param="tools")
+        choice = (
+            self.tool_choice.model_dump() if isinstance(self.tool_choice, BaseModel) else self.tool_choice
+        )
+        return tools.choice_of(choice, self.tool_dicts())
 
     def token_limit(self) -> int | None:
         if None not in (self.max_tokens, self.max_completion_tokens) and (
@@ -184,14 +248,6 @@ class ChatRequest(GenerationRequest):
 
     def refuse_unsupported(self) -> None:
         super().refuse_unsupported()
-        if self.tools or self.tool_choice not in (None, "none"):
-            raise APIError(
-                400,
-                "tools and tool_choice are not supported yet: function calling is coming to the chat "
-                "models; send plain messages for now",
-                param="tools" if self.tools else "tool_choice",
-                code="tools_not_supported",
-            )
         if self.logprobs or self.top_logprobs:
             raise APIError(400, "logprobs are not supported", param="logprobs")
 

@@ -37,14 +37,18 @@ async def events(reply: Reply, streams: list[Stream], totals: Totals) -> AsyncIt
     as OpenAI sends one, since the status line has already gone out."""
     try:
         for index, stream in enumerate(streams):
+            if reply.as_calls:  # a call's JSON is not text for the user: sent whole, as a tool call
+                completion = await stream.aresult()
+                _check(completion)
+                for chunk in reply.call_chunks(index, completion):
+                    yield _event(chunk)
+                continue
             if reply.kind == "chat":
                 yield _event(reply.chunk(index, "", first=True))
             async for delta in stream:
                 yield _event(reply.chunk(index, delta))
-            finish = stream.completion.finish_reason  # type: ignore[union-attr]
-            if finish not in ("stop", "length"):
-                raise EngineFailed(f"the generation ended with {finish}")
-            yield _event(reply.chunk(index, None, finish))
+            _check(stream.completion)  # type: ignore[arg-type]
+            yield _event(reply.chunk(index, None, stream.completion.finish_reason))  # type: ignore[union-attr]
         completions: list[Completion] = [s.completion for s in streams]  # type: ignore[misc]
         totals.add(reply.model, completions)
         if reply.include_usage:
@@ -54,6 +58,11 @@ async def events(reply: Reply, streams: list[Stream], totals: Totals) -> AsyncIt
         yield _event(json.dumps(APIError(500, str(exc), code="generation_failed").body()))
     finally:
         cancel_all(streams)
+
+
+def _check(completion: Completion) -> None:
+    if completion.finish_reason not in ("stop", "length"):
+        raise EngineFailed(f"the generation ended with {completion.finish_reason}")
 
 
 def stream_response(reply: Reply, streams: list[Stream], totals: Totals) -> EventSourceResponse:
@@ -75,8 +84,7 @@ async def gather_unless_gone(request: Request, streams: list[Stream]) -> list[Co
             return None
         completions = results.result()
         for completion in completions:
-            if completion.finish_reason not in ("stop", "length"):
-                raise EngineFailed(f"the generation ended with {completion.finish_reason}")
+            _check(completion)
         return completions
     finally:
         gone.cancel()

@@ -134,9 +134,7 @@ class ConstrainedSettings(GenerationSettings):
     """Generation settings whose sampling follows a grammar, without repetition penalties.
 
     JSON repeats its quotes, colons and braces by design: penalising repeats would push the model
-    toward whatever the grammar still allows instead of what it means. (Penalties also make the
-    scheduler feed the prompt to the whole sampler chain, grammar included, which llama.cpp aborts on:
-    see the note in the report on native/scheduler.py.)"""
+    toward whatever the grammar still allows instead of what it means."""
 
     grammar: str = Field(exclude=True, description="A GBNF grammar the reply must follow.")
 
