@@ -119,10 +119,14 @@ class Stream:
         """The Completion once the stream has ended, else None."""
         return self._completion
 
-    def _next_item(self) -> str | Completion | None:
+    def _next_item(self, joined: bool = False) -> str | Completion | None:
         with self._cond:
             if self._deltas:
-                return self._deltas.popleft()
+                if not joined or len(self._deltas) == 1:
+                    return self._deltas.popleft()
+                text = "".join(self._deltas)
+                self._deltas.clear()
+                return text
             return self._completion
 
     def _raise_if_failed(self, completion: Completion) -> None:
@@ -144,14 +148,23 @@ class Stream:
             if not self.done:
                 self.cancel()
 
-    async def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._aiter(joined=False)
+
+    def ajoined(self) -> AsyncIterator[str]:
+        """Async iteration where each item joins every delta that arrived since the previous one: a
+        consumer slower than the engine (a network client) gets fewer, larger pieces instead of
+        falling further behind one delta at a time."""
+        return self._aiter(joined=True)
+
+    async def _aiter(self, joined: bool) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
         with self._cond:
             self._waiters.append((loop, event))
         try:
             while True:
-                item = self._next_item()
+                item = self._next_item(joined)
                 if isinstance(item, Completion):
                     self._raise_if_failed(item)
                     return

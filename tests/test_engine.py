@@ -139,6 +139,16 @@ async def test_async_iteration_streams_the_same_text(engine, chat_prompt):
     assert len(deltas) > 5
 
 
+async def test_a_slow_async_consumer_gets_joined_deltas_that_add_up(engine, chat_prompt):
+    expected = engine.submit(chat_prompt, GREEDY).result(60)
+    stream = engine.submit(chat_prompt, GREEDY)
+    await asyncio.to_thread(stream.result, 60)  # the consumer lags the whole generation behind
+    pieces = [piece async for piece in stream.ajoined()]
+    assert pieces == [expected.text]  # everything that had arrived comes as one piece
+    live = engine.submit(chat_prompt, GREEDY)
+    assert "".join([piece async for piece in live.ajoined()]) == expected.text
+
+
 async def test_cancelled_async_consumer_cancels_generation(engine, chat_prompt):
     stream = engine.submit(chat_prompt, SamplingParams(temperature=0, max_new_tokens=500))
 

@@ -45,7 +45,7 @@ async def events(reply: Reply, streams: list[Stream], totals: Totals) -> AsyncIt
                 continue
             if reply.kind == "chat":
                 yield _event(reply.chunk(index, "", first=True))
-            async for delta in stream:
+            async for delta in stream.ajoined():  # a lagging client gets fewer, larger chunks
                 yield _event(reply.chunk(index, delta))
             _check(stream.completion)  # type: ignore[arg-type]
             yield _event(reply.chunk(index, None, stream.completion.finish_reason))  # type: ignore[union-attr]
