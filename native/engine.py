@@ -73,7 +73,9 @@ class Engine:
             raise
         self.n_ctx = self._ctx.n_ctx_seq
         self._queue: queue.Queue[Request | None] = queue.Queue(maxsize=max_queue)
-        self._scheduler = Scheduler(self._model, self._ctx, self.parallel, self._queue)
+        self._scheduler = Scheduler(
+            self._model, self._ctx, self.parallel, self._queue, n_swa=info.sliding_window or 0
+        )
         self._failure: str | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"hearth-{info.path.name}", daemon=True)

@@ -120,7 +120,14 @@ class Context:
     """A `llama_context`: the KV cache and compute buffers. Owned by exactly one thread."""
 
     def __init__(
-        self, model: Model, *, n_ctx: int, n_batch: int, n_seq_max: int, n_threads: int, swa_full: bool = True
+        self,
+        model: Model,
+        *,
+        n_ctx: int,
+        n_batch: int,
+        n_seq_max: int,
+        n_threads: int,
+        swa_full: bool = False,
     ) -> None:
         params = C.llama_context_default_params()
         params.n_ctx = n_ctx
@@ -129,8 +136,9 @@ class Context:
         params.n_seq_max = n_seq_max
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
-        # Full-size sliding-window cache: without it llama.cpp cannot roll a sequence back to an
-        # arbitrary position, and prefix reuse on SWA models (Gemma 3) would have to start over.
+        # A sliding-window cache (Gemma 3) either holds every position (swa_full) or only the window:
+        # the small one prunes what the window has passed, so rolling a sequence back past the window
+        # needs the scheduler's check (`pos_min`) and a fresh prefill.
         params.swa_full = swa_full
         # One KV stream per sequence: attention then scans only a sequence's own cells, not every
         # session's, and each sequence gets n_ctx / n_seq_max positions.
@@ -160,6 +168,10 @@ class Context:
             raise RuntimeError("llama_decode found no KV slot for the batch: the context is full")
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
+
+    def pos_min(self, seq_id: int) -> int:
+        """The smallest position the cache still holds for the sequence (-1 when it holds none)."""
+        return C.llama_memory_seq_pos_min(self._memory, seq_id)
 
     def forget(self, seq_id: int, start: int = 0) -> bool:
         """Drop the sequence's cache from position `start` on; False when llama.cpp cannot cut there."""

@@ -28,8 +28,12 @@ EMA = 0.2  # weight of the newest step in the moving tok/s figures
 
 
 class Scheduler:
-    def __init__(self, model: Model, ctx: Context, n_slots: int, inbox: queue.Queue) -> None:
+    def __init__(
+        self, model: Model, ctx: Context, n_slots: int, inbox: queue.Queue, n_swa: int = 0
+    ) -> None:
+        """`n_swa`: the sliding window when the cache keeps only the window (0: it keeps everything)."""
         self.model, self.ctx = model, ctx
+        self.n_swa = n_swa
         self.batch = Batch(ctx.n_batch)
         self.slots = SlotTable(n_slots)
         self.inbox = inbox
@@ -110,8 +114,10 @@ class Scheduler:
         reused = common_prefix(slot.tokens, request.tokens)
         if reused == len(request.tokens):
             reused -= 1  # everything is cached: replay the last token to get fresh logits
-        if reused < len(slot.tokens) and not self.ctx.forget(slot.seq_id, reused):
-            self.ctx.forget(slot.seq_id)  # this cache cannot be cut mid-way: start the sequence over
+        if reused < len(slot.tokens) and (
+            not self._window_kept(slot.seq_id, reused) or not self.ctx.forget(slot.seq_id, reused)
+        ):
+            self.ctx.forget(slot.seq_id)  # this cache cannot be cut there: start the sequence over
             reused = 0
         del slot.tokens[reused:]
         slot.state = SlotState.PREFILL
@@ -122,6 +128,11 @@ class Scheduler:
                 sampler.accept(token)
         self.active.append(Active(request, slot, sampler, reused))
         return True
+
+    def _window_kept(self, seq_id: int, position: int) -> bool:
+        """Whether a sliding-window cache still holds the window a token at `position` attends to
+        (llama.cpp's server makes the same check before it reuses a prefix)."""
+        return self.n_swa == 0 or self.ctx.pos_min(seq_id) <= max(0, position - self.n_swa)
 
     # -- 2. reap ------------------------------------------------------------------------------------
 

@@ -250,3 +250,35 @@ def test_gemma_long_conversation_reuses_cache_past_the_sliding_window(gemma):
     cold = gemma.submit(prompt, params, session="gemma-cold").result(120)
     assert cold.usage.cached_tokens == 0
     assert cold.text == previous.text
+
+
+def gemma_chat(turns: list[tuple[str, str]], question: str) -> str:
+    done = "".join(
+        f"<start_of_turn>user\n{u}<end_of_turn>\n<start_of_turn>model\n{a}<end_of_turn>\n" for u, a in turns
+    )
+    return done + f"<start_of_turn>user\n{question}<end_of_turn>\n<start_of_turn>model\n"
+
+
+def test_gemma_edits_before_and_inside_the_window_give_from_scratch_replies(gemma):
+    """The cache keeps Gemma's 512-token window (and one batch more, before it overwrites older cells):
+    rolling back past what it kept must start the sequence over (cached 0), rolling back inside the
+    window keeps the prefix; either way the reply is the from-scratch one."""
+    params = SamplingParams(temperature=0, max_new_tokens=40)
+    story = [(f"Tell me part {i} of a story about a lighthouse.", "word " * 120) for i in range(10)]
+    long = gemma_chat(story, "And then?")
+    first = gemma.submit(long, params, session="gemma-edit").result(120)
+    assert first.usage.prompt_tokens > 512 + 512 + 100
+
+    story = [("Tell me about the sea instead.", "word " * 120), *story[1:]]
+    edited_early = gemma_chat(story, "And then?")
+    early = gemma.submit(edited_early, params, session="gemma-edit").result(120)
+    assert early.usage.cached_tokens == 0  # the shared prefix lies outside the window the cache kept
+
+    edited_late = gemma_chat(story, "And after that?")  # the last question edited: a short roll-back
+    late = gemma.submit(edited_late, params, session="gemma-edit").result(120)
+    shared = len(gemma.tokenize(gemma_chat(story, "")))  # up to the last question
+    assert late.usage.cached_tokens >= shared - 5
+
+    for prompt, warm in ((edited_early, early), (edited_late, late)):
+        cold = gemma.submit(prompt, params, session="gemma-edit-cold").result(120)
+        assert cold.text == warm.text
