@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -29,6 +30,28 @@ from native import Stream
 log = logging.getLogger("hearth.llm")
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "chat": "user"}
+
+SUBMITTED_EVENT = "hearth_submitted"
+"""The LangChain custom event each reply announces once the engine has accepted it (data: `Submitted`)."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What `ChatHearth` handed the engine for one reply.
+
+    Callbacks receive it as the custom event `hearth_submitted`, so a caller can show the exact prompt,
+    and still reach the Stream (hence the Completion) of a cancelled reply: LangChain reports a
+    cancellation through `on_llm_error`, without a result.
+    """
+
+    stream: Stream
+    model_name: str
+    prompt: str | None
+    """The exact prompt text; None when a remote server renders the chat itself."""
+    stop: tuple[str, ...]
+    """Every stop string the engine watches for (the template's and the caller's)."""
+    dropped: int = 0
+    """How many of the oldest messages were left out so that the prompt fits the context."""
 
 
 class ChatHearth(BaseChatModel, HearthFields):
@@ -107,18 +130,22 @@ class ChatHearth(BaseChatModel, HearthFields):
             prompt = self.render(kept, settings.system_prompt)
         if len(kept) < len(messages):
             log.info("dropped the %d oldest messages to fit the context", len(messages) - len(kept))
-        return prompt
+        return prompt, len(messages) - len(kept)
 
-    def _start(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> Stream:
-        if kwargs.get("tools"):
-            return self._start_tools(messages, stop, kwargs)  # type: ignore[return-value]
+    def _start(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> Submitted:
         settings = self._settings(stop, kwargs)
+        if kwargs.get("tools"):
+            stream = self._start_tools(messages, stop, kwargs)
+            return Submitted(stream, self.model_name, None, tuple(settings.stop))  # type: ignore[arg-type]
         if getattr(self.get_engine(), "renders_chat", False):
             # A remote server applies its model's template (and refuses what does not fit): send the
             # messages themselves. Local engines have no such attribute.
-            return self._submit(self.turns(messages, settings.system_prompt), settings)
-        prompt = self.fit(messages, settings)
-        return self._submit(prompt.text, settings, prompt.stop)
+            stream = self._submit(self.turns(messages, settings.system_prompt), settings)
+            return Submitted(stream, self.model_name, None, tuple(settings.stop))
+        prompt, dropped = self._fit(messages, settings)
+        stream = self._submit(prompt.text, settings, prompt.stop)
+        stop = settings.sampling(prompt.stop).stop
+        return Submitted(stream, self.model_name, prompt.text, stop, dropped)
 
     def bind_tools(
         self,
@@ -185,8 +212,10 @@ class ChatHearth(BaseChatModel, HearthFields):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        stream = self._start(messages, stop, kwargs)
-        yield from self._chunks(stream, run_manager)
+        submitted = self._start(messages, stop, kwargs)
+        if run_manager:
+            run_manager.get_child().on_custom_event(SUBMITTED_EVENT, submitted, run_id=run_manager.run_id)
+        yield from self._chunks(submitted.stream, run_manager)
 
     async def _astream(
         self,
@@ -195,8 +224,12 @@ class ChatHearth(BaseChatModel, HearthFields):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        stream = self._start(messages, stop, kwargs)
-        async for chunk in self._achunks(stream, run_manager):
+        submitted = self._start(messages, stop, kwargs)
+        if run_manager:
+            await run_manager.get_child().on_custom_event(
+                SUBMITTED_EVENT, submitted, run_id=run_manager.run_id
+            )
+        async for chunk in self._achunks(submitted.stream, run_manager):
             yield chunk
 
     def _generate(
