@@ -15,7 +15,7 @@ from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
 from llm._base import completion_info
-from llm.chat_models import SUBMITTED_EVENT, ChatHearth, Submitted
+from llm.chat_models import ChatHearth, Submitted, observe_submissions
 from llm.settings import GenerationSettings
 from native import Engine
 
@@ -61,6 +61,9 @@ class Reply:
         """model_name, finish_reason, token counts and timings of the generation, once it has ended."""
         self.submitted: Submitted | None = None
         """What went to the engine (exact prompt, stop strings, the Stream), once it accepted it."""
+
+    def _submitted(self, submitted: Submitted) -> None:
+        self.submitted = submitted
 
     async def cancelled(self, wait: float = 10.0) -> dict[str, Any]:
         """After the consumer was cancelled (the stop button): stop the generation, wait for the engine
@@ -115,7 +118,8 @@ class Reply:
     async def __aiter__(self) -> AsyncIterator[str]:
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         config = {"callbacks": [_TokenQueue(queue), _Metadata(self), *self.callbacks]}
-        task = asyncio.ensure_future(self.chain.ainvoke(self.inputs, config=config))
+        with observe_submissions(self._submitted):  # the chain's task copies this context
+            task = asyncio.ensure_future(self.chain.ainvoke(self.inputs, config=config))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (token := await queue.get()) is not None:
@@ -130,10 +134,6 @@ class Reply:
 class _Metadata(AsyncCallbackHandler):
     def __init__(self, reply: Reply) -> None:
         self.reply = reply
-
-    async def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
-        if name == SUBMITTED_EVENT:
-            self.reply.submitted = data
 
     async def on_llm_end(self, response, **kwargs: Any) -> None:
         generation = response.generations[0][0] if response.generations and response.generations[0] else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,17 +33,15 @@ log = logging.getLogger("hearth.llm")
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "chat": "user"}
 
-SUBMITTED_EVENT = "hearth_submitted"
-"""The LangChain custom event each reply announces once the engine has accepted it (data: `Submitted`)."""
-
 
 @dataclass(frozen=True)
 class Submitted:
     """What `ChatHearth` handed the engine for one reply.
 
-    Callbacks receive it as the custom event `hearth_submitted`, so a caller can show the exact prompt,
-    and still reach the Stream (hence the Completion) of a cancelled reply: LangChain reports a
-    cancellation through `on_llm_error`, without a result.
+    `observe_submissions` hands it to a caller, so it can show the exact prompt and still reach the
+    Stream (hence the Completion) of a cancelled reply: LangChain reports a cancellation through
+    `on_llm_error`, without a result, and custom callback events need a parent run that a chat model
+    called by LangChain itself does not have.
     """
 
     stream: Stream
@@ -52,6 +52,28 @@ class Submitted:
     """Every stop string the engine watches for (the template's and the caller's)."""
     dropped: int = 0
     """How many of the oldest messages were left out so that the prompt fits the context."""
+
+
+_observer: contextvars.ContextVar[Callable[[Submitted], None] | None] = contextvars.ContextVar(
+    "hearth_submission_observer", default=None
+)
+
+
+@contextlib.contextmanager
+def observe_submissions(observer: Callable[[Submitted], None]) -> Iterator[None]:
+    """Within this block (and the tasks and threads LangChain starts from it, which copy the context),
+    every reply `ChatHearth` starts is passed to `observer` once the engine has accepted it."""
+    token = _observer.set(observer)
+    try:
+        yield
+    finally:
+        _observer.reset(token)
+
+
+def _announce(submitted: Submitted) -> Submitted:
+    if (observer := _observer.get()) is not None:
+        observer(submitted)
+    return submitted
 
 
 class ChatHearth(BaseChatModel, HearthFields):
@@ -116,6 +138,10 @@ class ChatHearth(BaseChatModel, HearthFields):
         whole, until the prompt plus `max_new_tokens` fits. If even the last message alone does not
         fit, the prompt goes to the engine as is and is refused there with ContextOverflow.
         """
+        return self._fit(messages, settings)[0]
+
+    def _fit(self, messages: list[BaseMessage], settings: GenerationSettings) -> tuple[prompts.Prompt, int]:
+        """`fit`, also saying how many messages were dropped."""
         engine = self.get_engine()
         room = engine.n_ctx - min(settings.max_new_tokens, engine.n_ctx // 2)
         kept = list(messages)
@@ -212,9 +238,7 @@ class ChatHearth(BaseChatModel, HearthFields):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        submitted = self._start(messages, stop, kwargs)
-        if run_manager:
-            run_manager.get_child().on_custom_event(SUBMITTED_EVENT, submitted, run_id=run_manager.run_id)
+        submitted = _announce(self._start(messages, stop, kwargs))
         yield from self._chunks(submitted.stream, run_manager)
 
     async def _astream(
@@ -224,11 +248,7 @@ class ChatHearth(BaseChatModel, HearthFields):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        submitted = self._start(messages, stop, kwargs)
-        if run_manager:
-            await run_manager.get_child().on_custom_event(
-                SUBMITTED_EVENT, submitted, run_id=run_manager.run_id
-            )
+        submitted = _announce(self._start(messages, stop, kwargs))
         async for chunk in self._achunks(submitted.stream, run_manager):
             yield chunk
 
