@@ -115,6 +115,8 @@ def test_panel_settings_are_what_the_engine_receives_and_the_prompt_is_shown(pag
     for _ in range(7):
         set_slider(page, "max_new_tokens", "ArrowRight")  # 8
     choose(page, "chat_template", "llama-2")
+    page.locator("#model").scroll_into_view_if_needed()
+    shot(page, "m00-settings-panel-model-and-template")
     page.fill("#system_prompt", "You are a pirate.")
     page.click("#show_prompt")
     shot(page, "m01-settings-panel-with-model-picker")
