@@ -14,7 +14,8 @@ from langchain_classic.chains import LLMChain
 from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
-from llm.chat_models import ChatHearth
+from llm._base import completion_info
+from llm.chat_models import ChatHearth, Submitted, observe_submissions
 from llm.settings import GenerationSettings
 from native import Engine
 
@@ -24,11 +25,17 @@ PROMPT = ChatPromptTemplate.from_messages([MessagesPlaceholder("history"), ("hum
 
 
 def build_chain(
-    engine: Engine, settings: GenerationSettings | None = None, session_id: str | None = None
+    engine: Engine,
+    settings: GenerationSettings | None = None,
+    session_id: str | None = None,
+    chat_template: str | None = None,
 ) -> LLMChain:
-    """An LLMChain (conversation history + question -> ChatHearth) around an already loaded engine."""
+    """An LLMChain (conversation history + question -> ChatHearth) around an already loaded engine.
+    `chat_template` overrides the template chosen from the model (a built-in name)."""
     settings = settings or GenerationSettings()
-    chat = ChatHearth(engine=engine, session_id=session_id, **settings.model_dump())
+    chat = ChatHearth(
+        engine=engine, session_id=session_id, chat_template=chat_template, **settings.model_dump()
+    )
     return LLMChain(prompt=PROMPT, llm=chat, verbose=False)
 
 
@@ -51,7 +58,27 @@ class Reply:
         self.chain, self.inputs, self.callbacks = chain, inputs, callbacks or []
         self.result: dict[str, Any] | None = None
         self.metadata: dict[str, Any] = {}
-        """finish_reason, token counts and timings of the generation, once it has ended."""
+        """model_name, finish_reason, token counts and timings of the generation, once it has ended."""
+        self.submitted: Submitted | None = None
+        """What went to the engine (exact prompt, stop strings, the Stream), once it accepted it."""
+
+    def _submitted(self, submitted: Submitted) -> None:
+        self.submitted = submitted
+
+    async def cancelled(self, wait: float = 10.0) -> dict[str, Any]:
+        """After the consumer was cancelled (the stop button): stop the generation, wait for the engine
+        to confirm, and fill `metadata` from its Completion (finish_reason `cancelled`). LangChain
+        reports a cancellation as an error without a result, so the Stream is asked directly."""
+        if self.submitted is None:
+            return self.metadata
+        stream = self.submitted.stream
+        stream.cancel()
+        try:
+            completion = await asyncio.to_thread(stream.result, wait)
+        except TimeoutError:
+            return self.metadata
+        self.metadata = completion_info(completion, self.submitted.model_name)
+        return self.metadata
 
     @property
     def text(self) -> str:
@@ -91,7 +118,8 @@ class Reply:
     async def __aiter__(self) -> AsyncIterator[str]:
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         config = {"callbacks": [_TokenQueue(queue), _Metadata(self), *self.callbacks]}
-        task = asyncio.ensure_future(self.chain.ainvoke(self.inputs, config=config))
+        with observe_submissions(self._submitted):  # the chain's task copies this context
+            task = asyncio.ensure_future(self.chain.ainvoke(self.inputs, config=config))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (token := await queue.get()) is not None:

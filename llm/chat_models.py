@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -29,6 +32,48 @@ from native import Stream
 log = logging.getLogger("hearth.llm")
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "chat": "user"}
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What `ChatHearth` handed the engine for one reply.
+
+    `observe_submissions` hands it to a caller, so it can show the exact prompt and still reach the
+    Stream (hence the Completion) of a cancelled reply: LangChain reports a cancellation through
+    `on_llm_error`, without a result, and custom callback events need a parent run that a chat model
+    called by LangChain itself does not have.
+    """
+
+    stream: Stream
+    model_name: str
+    prompt: str | None
+    """The exact prompt text; None when a remote server renders the chat itself."""
+    stop: tuple[str, ...]
+    """Every stop string the engine watches for (the template's and the caller's)."""
+    dropped: int = 0
+    """How many of the oldest messages were left out so that the prompt fits the context."""
+
+
+_observer: contextvars.ContextVar[Callable[[Submitted], None] | None] = contextvars.ContextVar(
+    "hearth_submission_observer", default=None
+)
+
+
+@contextlib.contextmanager
+def observe_submissions(observer: Callable[[Submitted], None]) -> Iterator[None]:
+    """Within this block (and the tasks and threads LangChain starts from it, which copy the context),
+    every reply `ChatHearth` starts is passed to `observer` once the engine has accepted it."""
+    token = _observer.set(observer)
+    try:
+        yield
+    finally:
+        _observer.reset(token)
+
+
+def _announce(submitted: Submitted) -> Submitted:
+    if (observer := _observer.get()) is not None:
+        observer(submitted)
+    return submitted
 
 
 class ChatHearth(BaseChatModel, HearthFields):
@@ -93,6 +138,10 @@ class ChatHearth(BaseChatModel, HearthFields):
         whole, until the prompt plus `max_new_tokens` fits. If even the last message alone does not
         fit, the prompt goes to the engine as is and is refused there with ContextOverflow.
         """
+        return self._fit(messages, settings)[0]
+
+    def _fit(self, messages: list[BaseMessage], settings: GenerationSettings) -> tuple[prompts.Prompt, int]:
+        """`fit`, also saying how many messages were dropped."""
         engine = self.get_engine()
         room = engine.n_ctx - min(settings.max_new_tokens, engine.n_ctx // 2)
         kept = list(messages)
@@ -107,18 +156,22 @@ class ChatHearth(BaseChatModel, HearthFields):
             prompt = self.render(kept, settings.system_prompt)
         if len(kept) < len(messages):
             log.info("dropped the %d oldest messages to fit the context", len(messages) - len(kept))
-        return prompt
+        return prompt, len(messages) - len(kept)
 
-    def _start(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> Stream:
-        if kwargs.get("tools"):
-            return self._start_tools(messages, stop, kwargs)  # type: ignore[return-value]
+    def _start(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> Submitted:
         settings = self._settings(stop, kwargs)
+        if kwargs.get("tools"):
+            stream = self._start_tools(messages, stop, kwargs)
+            return Submitted(stream, self.model_name, None, tuple(settings.stop))  # type: ignore[arg-type]
         if getattr(self.get_engine(), "renders_chat", False):
             # A remote server applies its model's template (and refuses what does not fit): send the
             # messages themselves. Local engines have no such attribute.
-            return self._submit(self.turns(messages, settings.system_prompt), settings)
-        prompt = self.fit(messages, settings)
-        return self._submit(prompt.text, settings, prompt.stop)
+            stream = self._submit(self.turns(messages, settings.system_prompt), settings)
+            return Submitted(stream, self.model_name, None, tuple(settings.stop))
+        prompt, dropped = self._fit(messages, settings)
+        stream = self._submit(prompt.text, settings, prompt.stop)
+        stop = settings.sampling(prompt.stop).stop
+        return Submitted(stream, self.model_name, prompt.text, stop, dropped)
 
     def bind_tools(
         self,
@@ -185,8 +238,8 @@ class ChatHearth(BaseChatModel, HearthFields):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        stream = self._start(messages, stop, kwargs)
-        yield from self._chunks(stream, run_manager)
+        submitted = _announce(self._start(messages, stop, kwargs))
+        yield from self._chunks(submitted.stream, run_manager)
 
     async def _astream(
         self,
@@ -195,8 +248,8 @@ class ChatHearth(BaseChatModel, HearthFields):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        stream = self._start(messages, stop, kwargs)
-        async for chunk in self._achunks(stream, run_manager):
+        submitted = _announce(self._start(messages, stop, kwargs))
+        async for chunk in self._achunks(submitted.stream, run_manager):
             yield chunk
 
     def _generate(

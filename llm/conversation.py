@@ -19,20 +19,45 @@ def shared_engine() -> Engine:
 
 
 class Conversation:
-    """A chat's history and its chain. Changing settings rebuilds the chain around the same engine."""
+    """A chat's history and its chain. Changing settings rebuilds the chain around the same engine;
+    switching the model rebuilds it around another engine and keeps the history."""
 
     def __init__(
-        self, engine: Engine, settings: GenerationSettings | None = None, session_id: str | None = None
+        self,
+        engine: Engine,
+        settings: GenerationSettings | None = None,
+        session_id: str | None = None,
+        model: str | None = None,
     ) -> None:
         self.engine = engine
+        self.model = model
+        """The spec the engine was loaded from (what the model picker shows)."""
         self.session_id = session_id
+        self.chat_template: str | None = None
+        """A built-in template chosen over the model's own, or None (automatic)."""
+        self.show_prompt = False
+        """Show each reply's exact prompt and stop strings."""
         self.history: list[BaseMessage] = []
+        self.starts_at: str | None = None
+        """Id of the message the model's memory starts at (after "start over" or "trim"), or None."""
         self.apply(settings or GenerationSettings())
 
-    def apply(self, settings: GenerationSettings) -> None:
-        """Use new settings from the next message on. Loads nothing."""
+    def apply(self, settings: GenerationSettings, chat_template: str | None = None) -> None:
+        """Use new settings (and template override) from the next message on. Loads nothing."""
         self.settings = settings
-        self.chain = build_chain(self.engine, settings, session_id=self.session_id)
+        self.chat_template = chat_template
+        self.chain = build_chain(self.engine, settings, self.session_id, chat_template)
+
+    def switch(self, engine: Engine, model: str) -> None:
+        """Answer with another engine from the next message on, over the same history."""
+        self.engine, self.model = engine, model
+        self.apply(self.settings, self.chat_template)
+
+    def auto_template(self) -> str:
+        """The name of the template the model gets without an override ("gguf": its own)."""
+        if getattr(self.engine, "renders_chat", False):
+            return "the server's"
+        return build_chain(self.engine, self.settings, self.session_id).llm.template().name
 
     def reply(
         self, question: str, history: list[BaseMessage] | None = None, callbacks: list | None = None

@@ -12,13 +12,15 @@ _ENDINGS = {
 
 
 def format_stats(metadata: dict[str, Any], context_size: int) -> str:
-    """E.g. '35 prompt tokens (30 cached) · 64 generated · first token 0.12 s · 118.2 tok/s ·
-    context 99/4096 · stopped at the Max New Tokens limit'. Empty when nothing was generated."""
+    """E.g. 'SmolLM2-135M-Instruct.Q4_1 · 35 prompt tokens (30 cached) · 64 generated · first token
+    0.12 s · 118.2 tok/s · context 99/4096 · stopped at the Max New Tokens limit'. Empty when nothing
+    was generated."""
     if "completion_tokens" not in metadata:
         return ""
     prompt, cached = metadata["prompt_tokens"], metadata["cached_tokens"]
     generated = metadata["completion_tokens"]
     parts = [
+        *([metadata["model_name"]] if metadata.get("model_name") else []),
         f"{prompt} prompt tokens ({cached} cached)",
         f"{generated} generated",
         f"first token {metadata['time_to_first_token']:.2f} s",
@@ -28,3 +30,11 @@ def format_stats(metadata: dict[str, Any], context_size: int) -> str:
     if ending := _ENDINGS.get(metadata.get("finish_reason", "")):
         parts.append(ending)
     return " · ".join(parts)
+
+
+def context_is_full(metadata: dict[str, Any], context_size: int, margin: float = 0.9) -> bool:
+    """True when the prompt and reply took at least `margin` of the context: the next turn will not fit
+    without dropping the oldest messages."""
+    if "completion_tokens" not in metadata:
+        return False
+    return metadata["prompt_tokens"] + metadata["completion_tokens"] >= margin * context_size

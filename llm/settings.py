@@ -147,3 +147,12 @@ class EngineConfig(BaseSettings):
     parallel: int | None = Field(
         None, ge=1, le=64, description="Sessions served at once (default: fits memory)."
     )
+    remote_models: str = Field(
+        "",
+        description="OpenAI-compatible servers the app's model picker offers, comma-separated "
+        "`[NAME=]URL[#MODEL_UID]` (e.g. `big=http://gpu-box:8000/v1`).",
+    )
+    unload_after: float = Field(
+        900.0,
+        description="Seconds a model nobody uses stays loaded in the app; 0 or less keeps it forever.",
+    )

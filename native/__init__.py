@@ -4,7 +4,7 @@ The only room that touches llama.cpp. Importing it loads llama.cpp's shared libr
 """
 
 from native import errors
-from native.engine import Engine, load_engine, model_loads
+from native.engine import Engine, load_engine, loaded_engines, model_loads
 from native.remote import RemoteEngine
 from native.sampling import SamplingParams
 from native.stream import Completion, Stream, Timings, Usage
@@ -19,5 +19,6 @@ __all__ = [
     "Usage",
     "errors",
     "load_engine",
+    "loaded_engines",
     "model_loads",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 import sys
 import tempfile
@@ -115,6 +116,20 @@ def existing_path(entry: CatalogEntry, models_dir: str | os.PathLike[str] | None
     else:
         path = _assembled_path(entry, models_dir)
     return path if path.is_file() else None
+
+
+def obtainable(entry: CatalogEntry, models_dir: str | os.PathLike[str] | None = None) -> bool:
+    """True when `entry`'s file is on disk or its installed package can assemble it: no network needed.
+
+    Imports nothing: safe for pickers."""
+    if existing_path(entry, models_dir) is not None:
+        return True
+    if entry.source == "package_file":
+        return False
+    try:
+        return importlib.util.find_spec(entry.module or "") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def materialize(

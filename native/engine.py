@@ -74,7 +74,12 @@ class Engine:
         self.n_ctx = self._ctx.n_ctx_seq
         self._queue: queue.Queue[Request | None] = queue.Queue(maxsize=max_queue)
         self._scheduler = Scheduler(
-            self._model, self._ctx, self.parallel, self._queue, n_swa=info.sliding_window or 0
+            self._model,
+            self._ctx,
+            self.parallel,
+            self._queue,
+            name=self.model_name,
+            n_swa=info.sliding_window or 0,
         )
         self._failure: str | None = None
         self._closed = False
@@ -122,6 +127,7 @@ class Engine:
             check_grammar(sampling.grammar, self._model)
         if isinstance(prompt, str):
             log.debug("prompt for session %s: %r", session, prompt)
+        log.debug("sampling for session %s: %r", session, sampling)
         request = Request(tokens, sampling, session, Stream())
         try:
             self._queue.put_nowait(request)
@@ -149,6 +155,10 @@ class Engine:
             "samplers_live": SamplerChain.live,
             "kv_cache_bytes": (self.info.kv_bytes_per_token or 0) * self.n_ctx * self.parallel,
         }
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         """Stop the scheduler, fail what is still queued, free the native handles. Safe to call twice."""
@@ -226,6 +236,13 @@ def load_engine(
 def model_loads() -> int:
     """How many times this process has loaded model weights (benchmarks and tests count them)."""
     return _loads
+
+
+def loaded_engines() -> list[Engine]:
+    """The engines `load_engine` holds now. `engine.close()` unloads one: it leaves this list, its
+    weights and KV cache are freed, and the next `load_engine` of that model loads it again."""
+    with _registry_lock:
+        return list(_registry.values())
 
 
 def _registry_forget(engine: Engine) -> None:

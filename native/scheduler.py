@@ -29,10 +29,18 @@ EMA = 0.2  # weight of the newest step in the moving tok/s figures
 
 class Scheduler:
     def __init__(
-        self, model: Model, ctx: Context, n_slots: int, inbox: queue.Queue, n_swa: int = 0
+        self,
+        model: Model,
+        ctx: Context,
+        n_slots: int,
+        inbox: queue.Queue,
+        name: str = "",
+        n_swa: int = 0,
     ) -> None:
-        """`n_swa`: the sliding window when the cache keeps only the window (0: it keeps everything)."""
+        """`name`: the model's, for the log (several engines may serve one process). `n_swa`: the
+        sliding window when the cache keeps only the window (0: it keeps everything)."""
         self.model, self.ctx = model, ctx
+        self.name = name
         self.n_swa = n_swa
         self.batch = Batch(ctx.n_batch)
         self.slots = SlotTable(n_slots)
@@ -222,8 +230,9 @@ class Scheduler:
         self.active.remove(active)
         self.slots.release(active.slot)
         log.info(
-            "session=%s slot=%d prompt=%d cached=%d completion=%d finish=%s ttft=%.3fs "
+            "model=%s session=%s slot=%d prompt=%d cached=%d completion=%d finish=%s ttft=%.3fs "
             "prefill=%.0f tok/s decode=%.1f tok/s",
+            self.name,
             active.request.session,
             active.slot.seq_id,
             completion.usage.prompt_tokens,

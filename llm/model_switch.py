@@ -1,0 +1,89 @@
+"""A chat session's model: the first one at start, another picked in the panel (loaded off the event
+loop so every other chat keeps going, with "Loading..." and "ready" in the chat), and the panel that
+shows them."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import chainlit as cl
+
+from llm.conversation import Conversation
+from llm.engine_pool import EnginePool
+from llm.model_choices import configured_spec, label_of, model_choices
+from llm.ui import NOTICE, choices_from_panel, panel_widgets, settings_from_panel
+from native.errors import HearthError
+
+
+@functools.cache
+def engine_pool() -> EnginePool:
+    """The app process's pool (created on first use, configured from `HEARTH_UNLOAD_AFTER`)."""
+    return EnginePool()
+
+
+async def start_session() -> Conversation | None:
+    """Load (or share) the configured model for this chat and show the settings panel."""
+    session = cl.context.session.id
+    spec = configured_spec()
+    try:
+        engine = await cl.make_async(engine_pool().acquire)(spec, session)
+    except HearthError as exc:
+        await cl.ErrorMessage(content=f"The model could not be loaded: {exc}").send()
+        return None
+    conversation = Conversation(engine, session_id=session, model=spec)
+    await send_panel(conversation)
+    return conversation
+
+
+def end_session() -> None:
+    """The chat's browser went away: its engine may be unloaded once nobody else uses it."""
+    engine_pool().release(cl.context.session.id)
+
+
+async def send_panel(conversation: Conversation) -> None:
+    widgets = panel_widgets(
+        conversation.settings,
+        model_choices(),
+        conversation.model,
+        conversation.auto_template(),
+        conversation.chat_template,
+        conversation.show_prompt,
+    )
+    await cl.ChatSettings(widgets).send()
+
+
+async def apply_panel(conversation: Conversation, values: dict) -> None:
+    """Validate the panel's values; use them from the next message on, switching model if another
+    was picked. A bad value is explained in the chat and changes nothing."""
+    try:
+        settings, choices = settings_from_panel(values), choices_from_panel(values)
+    except ValueError as exc:
+        await cl.ErrorMessage(content=str(exc)).send()
+        return
+    conversation.apply(settings, choices.chat_template)
+    conversation.show_prompt = choices.show_prompt
+    if choices.model and choices.model != conversation.model:
+        await switch_model(conversation, choices.model)
+
+
+async def switch_model(conversation: Conversation, spec: str) -> None:
+    """Answer with `spec` from the next message on, over the same conversation."""
+    label = label_of(spec)
+    notice = cl.Message(content=f"Loading {label}…", metadata=NOTICE)
+    await notice.send()
+    started = time.perf_counter()
+    try:
+        engine = await cl.make_async(engine_pool().acquire)(spec, conversation.session_id)
+    except HearthError as exc:
+        await notice.remove()
+        await cl.ErrorMessage(content=f"{label} could not be loaded: {exc}").send()
+        await send_panel(conversation)  # the picker goes back to the model still in use
+        return
+    conversation.switch(engine, spec)
+    notice.content = (
+        f"{label} ready ({time.perf_counter() - started:.1f} s): "
+        "the next reply comes from it, over the same conversation."
+    )
+    await notice.update()
+    await send_panel(conversation)
