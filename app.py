@@ -2,17 +2,46 @@
 
 import asyncio
 import logging
+import os
 
 import chainlit as cl
+from chainlit.config import config as chainlit_config
+from chainlit.types import ThreadDict
 
+from llm.auth import configured_access, ensure_auth_secret
 from llm.conversation import Conversation, shared_engine
 from llm.logs import configure_logging
 from llm.reply_stats import format_stats
+from llm.resume import notice_ids, restore_conversation
+from llm.store import open_data_layer
 from llm.ui import history_before, settings_from_panel, settings_widgets
 from native.errors import EngineBusy, HearthError
 
 configure_logging()
 log = logging.getLogger("hearth.app")
+
+# History and login (see llm/auth.py): decided once, before Chainlit asks for either.
+access = configured_access(host=chainlit_config.run.host)
+if access.keeps_history:
+    os.environ["CHAINLIT_AUTH_SECRET"] = ensure_auth_secret()
+
+
+@cl.data_layer
+def data_layer():
+    return open_data_layer() if access.keeps_history else None
+
+
+if access.mode == "password":
+
+    @cl.password_auth_callback
+    async def login(username: str, password: str) -> cl.User | None:
+        return await cl.make_async(access.check_password)(username, password)  # bcrypt takes a while
+
+elif access.mode == "local":
+
+    @cl.header_auth_callback
+    async def local_login(headers) -> cl.User:
+        return access.local_user()  # one user, no login page: see llm/auth.py
 
 
 @cl.on_chat_start
@@ -25,6 +54,17 @@ async def start() -> None:
     conversation = Conversation(engine, session_id=cl.context.session.id)
     cl.user_session.set("conversation", conversation)
     await cl.ChatSettings(settings_widgets(conversation.settings)).send()
+
+
+@cl.on_chat_resume
+async def resume(thread: ThreadDict) -> None:
+    """A thread reopened from the sidebar or its URL: the same start, then its history and settings."""
+    cl.user_session.set("conversation", None)  # what Chainlit restored there is the saved text of it
+    cl.user_session.set("notices", notice_ids(thread))
+    await start()
+    if conversation := cl.user_session.get("conversation"):
+        restore_conversation(conversation, thread)
+        await cl.ChatSettings(settings_widgets(conversation.settings)).send()
 
 
 @cl.on_settings_update
@@ -45,7 +85,8 @@ async def on_message(message: cl.Message) -> None:
         await cl.ErrorMessage(content="No model is loaded: see the first message of this chat.").send()
         return
     # Chainlit's record of the chat is the truth: it already reflects an edited earlier message.
-    reply = conversation.reply(message.content, history_before(cl.chat_context.get(), message))
+    history = history_before(cl.chat_context.get(), message, cl.user_session.get("notices") or ())
+    reply = conversation.reply(message.content, history)
     answer = cl.Message(content="")
     try:
         async for text in reply.chunks():

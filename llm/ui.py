@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from chainlit.input_widget import InputWidget, Slider, Switch, TextInput
@@ -41,15 +42,18 @@ def settings_from_panel(values: dict[str, Any]) -> GenerationSettings:
         raise ValueError(f"invalid settings: {problems}") from None
 
 
-def history_before(messages: list[Message], current: Message) -> list[BaseMessage]:
+def history_before(
+    messages: list[Message], current: Message, notices: Container[str] = ()
+) -> list[BaseMessage]:
     """The conversation before `current`, as LangChain messages, from Chainlit's own record of the chat:
     editing a message removes the ones after it there, and a stopped reply keeps what was shown.
-    Error notices are not part of the conversation."""
+    Error notices are not part of the conversation (`notices`: ids of those of a resumed thread, which
+    Chainlit restores as plain messages)."""
     history: list[BaseMessage] = []
     for message in messages:
         if message.id == current.id:
             break
-        if isinstance(message, ErrorMessage) or not message.content:
+        if isinstance(message, ErrorMessage) or message.id in notices or not message.content:
             continue
         if message.type == "user_message":
             history.append(HumanMessage(message.content))
