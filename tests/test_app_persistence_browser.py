@@ -24,6 +24,7 @@ from llm.auth import hash_password, write_users
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 
 THREAD_URL = r".*/thread/[0-9a-f-]{36}$"
+THREAD_REFUSED = "Authorization for the thread failed."
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,14 @@ def wait_for_rows(data_dir: Path, sql: str, *params, timeout: float = 30) -> lis
             return found
         time.sleep(0.2)
     raise TimeoutError(f"no rows for {sql} {params}")
+
+
+def wait_for_log(server: Server, line: str, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while server.log().count(line) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{line!r} not logged {count} times:\n{server.log()[-3000:]}")
+        time.sleep(0.2)
 
 
 def open_chat(page: Page, url: str) -> None:
@@ -180,7 +189,7 @@ def test_login_refuses_a_wrong_password_and_users_see_only_their_own_threads(bro
         # A wrong password: refused, still on the login page, with an error.
         with new_page(browser) as page:
             login(page, server.url, "alice", "not-alice-pw")
-            expect(page.get_by_text("Sign in failed")).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("alert")).to_contain_text("Unable to sign in", timeout=30_000)
             assert "/login" in page.url
             expect(page.locator("#chat-input")).to_have_count(0)
             shot(page, "p03-login-refused")
@@ -200,11 +209,13 @@ def test_login_refuses_a_wrong_password_and_users_see_only_their_own_threads(bro
             page.wait_for_selector("#chat-settings-open-modal", timeout=60_000)
             expect(page.locator(f"#thread-{bobs_thread}")).to_have_count(0)
             assert page.request.get(f"{server.url}/project/thread/{bobs_thread}").status == 401
+            refusals = server.log().count(THREAD_REFUSED)
             page.goto(f"{server.url}/thread/{bobs_thread}")
-            page.wait_for_timeout(3000)  # give a wrongly allowed thread the time to show up
+            # Chainlit refuses the chat's connection for a thread whose author is someone else ...
+            wait_for_log(server, THREAD_REFUSED, refusals + 1)
+            # ... and the page shows nothing of it.
             expect(page.get_by_text("Bob's secret plan.")).to_have_count(0)
             shot(page, "p04-other-users-thread")
-        assert "authorization failed" in server.log().lower() or "Unauthorized" in server.log()
 
 
 def test_rename_delete_and_feedback_are_stored(browser, tmp_path):
