@@ -227,16 +227,21 @@ def test_rename_delete_and_feedback_are_stored(browser, tmp_path):
         thread_id = thread_id_of(page)
 
         # Feedback: a thumbs-up on the reply, with a comment.
-        reply_id = wait_for_rows(
-            data, "SELECT id FROM steps WHERE \"threadId\" = ? AND type = 'assistant_message'", thread_id
+        # Chainlit attaches a reply's feedback to the run that produced it (the reply's parent step).
+        run_id = wait_for_rows(
+            data,
+            'SELECT "parentId" FROM steps WHERE "threadId" = ? AND type = \'assistant_message\'',
+            thread_id,
         )[0][0]
+        assert query(data, "SELECT type FROM steps WHERE id = ?", run_id) == [("run",)]
         page.locator(".positive-feedback-off").last.click()
         page.locator("textarea").last.fill("Good owl facts.")
         page.click("#submit-feedback")
         expect(page.locator(".positive-feedback-on")).to_have_count(1, timeout=30_000)
         assert wait_for_rows(data, 'SELECT "forId", "threadId", value, comment FROM feedbacks') == [
-            (reply_id, thread_id, 1, "Good owl facts.")
+            (run_id, thread_id, 1, "Good owl facts.")
         ]
+        expect(page.get_by_role("dialog")).to_have_count(0)
         shot(page, "p05-feedback")
 
         # Rename from the sidebar's menu.
@@ -244,9 +249,8 @@ def test_rename_delete_and_feedback_are_stored(browser, tmp_path):
         entry.hover()
         entry.locator("#thread-options").click()
         page.click("#rename-thread")
-        name_box = page.get_by_role("dialog").locator("input")
-        name_box.fill("Owls")
-        name_box.press("Enter")
+        page.fill("#name", "Owls")
+        page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
         expect(entry).to_contain_text("Owls", timeout=30_000)
         assert wait_for_rows(data, "SELECT name FROM threads WHERE id = ? AND name = 'Owls'", thread_id)
 
