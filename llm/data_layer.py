@@ -70,6 +70,13 @@ class HearthDataLayer(SQLAlchemyDataLayer):
         await self.ensure_schema()
         return await super().execute_sql(query, {k: self._bindable(v) for k, v in parameters.items()})
 
+    async def create_element(self, element: Any) -> None:
+        # Chainlit keeps an element's content in a file store (S3, GCS, Azure) and only its link in the
+        # database; without one it logs a warning per element. Hearth's elements (a reply's stats line)
+        # are not worth a file store: they are shown live and not kept.
+        if self.storage_provider is not None:
+            await super().create_element(element)
+
     def _bindable(self, value: Any) -> Any:
         if isinstance(value, dict) or (self.is_sqlite and isinstance(value, list | tuple)):
             return json.dumps(value)
