@@ -24,14 +24,16 @@ import logging
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import bcrypt
 from chainlit.user import User
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from llm.store import data_dir
+from llm.store import StoreConfig, data_dir
 
 log = logging.getLogger("hearth.auth")
 
@@ -47,8 +49,25 @@ Mode = Literal["password", "local", "off"]
 _DUMMY_HASH = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=4))
 
 
-def users_file(env: Mapping[str, str] = os.environ) -> Path:
-    return Path(env["HEARTH_USERS_FILE"]) if env.get("HEARTH_USERS_FILE") else data_dir(env) / USERS_FILE
+class AuthConfig(BaseSettings):
+    """Where the users come from: `HEARTH_USERS_FILE`, `HEARTH_USER` and `HEARTH_PASSWORD` (or arguments)."""
+
+    model_config = SettingsConfigDict(env_prefix="HEARTH_", extra="ignore")
+
+    users_file: Path | None = Field(None, description="The users file (default: data folder's users.json).")
+    user: str | None = Field(None, description="One user's name, with `password`.")
+    password: SecretStr | None = Field(None, description="That user's password.")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> AuthConfig:
+        if bool(self.user) != bool(self.password and self.password.get_secret_value()):
+            raise ValueError("set both HEARTH_USER and HEARTH_PASSWORD, or neither")
+        return self
+
+
+def users_file(auth: AuthConfig | None = None, store: StoreConfig | None = None) -> Path:
+    auth = auth or AuthConfig()
+    return auth.users_file or data_dir(store) / USERS_FILE
 
 
 def hash_password(password: str) -> str:
@@ -91,14 +110,6 @@ def write_users(path: Path, users: Mapping[str, str]) -> None:
     partial.replace(path)
 
 
-def env_user(env: Mapping[str, str] = os.environ) -> tuple[str, str] | None:
-    """(name, password) from HEARTH_USER and HEARTH_PASSWORD, if both are set."""
-    name, password = env.get("HEARTH_USER"), env.get("HEARTH_PASSWORD")
-    if bool(name) != bool(password):
-        raise ValueError("set both HEARTH_USER and HEARTH_PASSWORD, or neither")
-    return (name, password) if name and password else None
-
-
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -114,7 +125,7 @@ class Access:
 
     mode: Mode
     users_path: Path
-    env_user: tuple[str, str] | None = None
+    env_user: tuple[str, str] | None = field(default=None, repr=False)
 
     @property
     def keeps_history(self) -> bool:
@@ -140,10 +151,11 @@ def _user(name: str, provider: str) -> User:
     return User(identifier=name, metadata={"provider": provider})
 
 
-def configured_access(host: str, env: Mapping[str, str] = os.environ) -> Access:
+def configured_access(host: str, auth: AuthConfig | None = None, store: StoreConfig | None = None) -> Access:
     """The login mode for an app listening on `host`, from the users file and the environment."""
-    path = users_file(env)
-    from_env = env_user(env)
+    auth = auth or AuthConfig()
+    path = users_file(auth, store)
+    from_env = (auth.user, auth.password.get_secret_value()) if auth.user and auth.password else None
     if from_env or read_users(path):
         return Access("password", path, from_env)
     if is_loopback(host):
@@ -156,12 +168,12 @@ def configured_access(host: str, env: Mapping[str, str] = os.environ) -> Access:
     return Access("off", path)
 
 
-def ensure_auth_secret(env: Mapping[str, str] = os.environ) -> str:
+def ensure_auth_secret(store: StoreConfig | None = None, env: Mapping[str, str] = os.environ) -> str:
     """`CHAINLIT_AUTH_SECRET` from the environment, else from the data folder (generated there the first
     time). Returns the secret; the caller puts it in the environment, where Chainlit reads it."""
     if secret := env.get("CHAINLIT_AUTH_SECRET"):
         return secret
-    path = data_dir(env) / SECRET_FILE
+    path = data_dir(store) / SECRET_FILE
     if not path.exists():
         partial = path.with_suffix(".partial")
         partial.touch(mode=0o600)

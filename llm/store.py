@@ -7,11 +7,11 @@ Linux). The history lives in `hearth.db` (SQLite) there, unless `DATABASE_URL` n
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 
 import platformdirs
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 from llm.data_layer import HearthDataLayer
@@ -23,18 +23,35 @@ _ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 _ALIASES = {"postgres": "postgresql"}
 
 
-def data_dir(env: Mapping[str, str] = os.environ) -> Path:
+class StoreConfig(BaseSettings):
+    """Where history is kept: from `HEARTH_DATA_DIR` and `DATABASE_URL` (or arguments)."""
+
+    model_config = SettingsConfigDict(env_prefix="HEARTH_", extra="ignore", populate_by_name=True)
+
+    data_dir: Path | None = Field(
+        None, description="History, users and login secret (default: the platform's user data folder)."
+    )
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("database_url", "DATABASE_URL"),
+        description="Another database for the history (PostgreSQL); default: SQLite in the data folder.",
+    )
+
+
+def data_dir(config: StoreConfig | None = None) -> Path:
     """The data folder (created, readable by its owner only, on first use)."""
-    path = Path(env.get("HEARTH_DATA_DIR") or platformdirs.user_data_dir("hearth", appauthor=False))
+    config = config or StoreConfig()
+    path = config.data_dir or Path(platformdirs.user_data_dir("hearth", appauthor=False))
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 
 
-def database_url(env: Mapping[str, str] = os.environ) -> str:
+def database_url(config: StoreConfig | None = None) -> str:
     """The history database's SQLAlchemy URL: `DATABASE_URL` made async, else SQLite in the data folder."""
-    if configured := env.get("DATABASE_URL"):
-        return async_database_url(configured)
-    return f"sqlite+aiosqlite:///{data_dir(env) / DATABASE_FILE}"
+    config = config or StoreConfig()
+    if config.database_url:
+        return async_database_url(config.database_url)
+    return f"sqlite+aiosqlite:///{data_dir(config) / DATABASE_FILE}"
 
 
 def async_database_url(url: str) -> str:
@@ -59,6 +76,6 @@ def async_database_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def open_data_layer(env: Mapping[str, str] = os.environ) -> HearthDataLayer:
+def open_data_layer(config: StoreConfig | None = None) -> HearthDataLayer:
     """Chainlit's data layer on the configured database; the tables are created on first use."""
-    return HearthDataLayer(database_url(env))
+    return HearthDataLayer(database_url(config))

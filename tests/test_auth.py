@@ -12,6 +12,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from llm.auth import (
     LOCAL_USER,
+    AuthConfig,
     configured_access,
     ensure_auth_secret,
     hash_password,
@@ -21,13 +22,20 @@ from llm.auth import (
 )
 from llm.resume import history_from_thread, notice_ids, restore_conversation
 from llm.settings import GenerationSettings
+from llm.store import StoreConfig
 from llm.ui import history_before
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {"HEARTH_DATA_DIR": str(tmp_path), **extra}
+@pytest.fixture(autouse=True)
+def no_users_from_the_environment(monkeypatch):
+    for name in ("HEARTH_USER", "HEARTH_PASSWORD", "HEARTH_USERS_FILE", "CHAINLIT_AUTH_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def access_in(tmp_path: Path, host: str = "127.0.0.1", **auth: str):
+    return configured_access(host, AuthConfig(**auth), StoreConfig(data_dir=tmp_path))
 
 
 def add_user(tmp_path: Path, name: str, password: str) -> subprocess.CompletedProcess:
@@ -45,21 +53,21 @@ def add_user(tmp_path: Path, name: str, password: str) -> subprocess.CompletedPr
 
 
 def test_no_users_on_this_machine_signs_in_the_local_user_and_keeps_history(tmp_path):
-    access = configured_access("127.0.0.1", env_for(tmp_path))
+    access = access_in(tmp_path)
     assert access.mode == "local"
     assert access.keeps_history
     assert access.local_user().identifier == LOCAL_USER
 
 
 def test_no_users_on_the_network_turns_history_off(tmp_path):
-    access = configured_access("0.0.0.0", env_for(tmp_path))
+    access = access_in(tmp_path, "0.0.0.0")
     assert access.mode == "off"
     assert not access.keeps_history
 
 
 def test_a_user_in_the_file_turns_the_password_login_on(tmp_path):
     assert add_user(tmp_path, "alice", "correct horse").returncode == 0
-    access = configured_access("127.0.0.1", env_for(tmp_path))
+    access = access_in(tmp_path)
     assert access.mode == "password"
     assert access.check_password("alice", "correct horse").identifier == "alice"
     assert access.check_password("alice", "wrong horse") is None
@@ -67,21 +75,22 @@ def test_a_user_in_the_file_turns_the_password_login_on(tmp_path):
 
 
 def test_env_user_logs_in_with_the_env_password(tmp_path):
-    access = configured_access("0.0.0.0", env_for(tmp_path, HEARTH_USER="ops", HEARTH_PASSWORD="s3cret"))
+    access = access_in(tmp_path, "0.0.0.0", user="ops", password="s3cret")
     assert access.mode == "password"
     assert access.check_password("ops", "s3cret").identifier == "ops"
     assert access.check_password("ops", "s3cret!") is None
     assert access.check_password("Ops", "s3cret") is None
 
 
-def test_half_an_env_user_is_a_clear_error(tmp_path):
+def test_half_an_env_user_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HEARTH_USER", "ops")
     with pytest.raises(ValueError, match="both HEARTH_USER and HEARTH_PASSWORD"):
-        configured_access("127.0.0.1", env_for(tmp_path, HEARTH_USER="ops"))
+        access_in(tmp_path)
 
 
 def test_a_user_added_while_the_app_runs_can_log_in_at_once(tmp_path):
     assert add_user(tmp_path, "alice", "one").returncode == 0
-    access = configured_access("127.0.0.1", env_for(tmp_path))
+    access = access_in(tmp_path)
     assert access.check_password("bob", "two") is None
     assert add_user(tmp_path, "bob", "two").returncode == 0
     assert access.check_password("bob", "two").identifier == "bob"
@@ -146,11 +155,12 @@ def test_write_users_replaces_the_file_whole(tmp_path):
 
 
 def test_auth_secret_is_generated_once_and_kept(tmp_path):
-    first = ensure_auth_secret(env_for(tmp_path))
+    store = StoreConfig(data_dir=tmp_path)
+    first = ensure_auth_secret(store)
     assert len(first) >= 48
-    assert ensure_auth_secret(env_for(tmp_path)) == first
+    assert ensure_auth_secret(store) == first
     assert (tmp_path / "auth_secret").stat().st_mode & 0o777 == 0o600
-    assert ensure_auth_secret(env_for(tmp_path, CHAINLIT_AUTH_SECRET="given")) == "given"
+    assert ensure_auth_secret(store, {"CHAINLIT_AUTH_SECRET": "given"}) == "given"
 
 
 # --- resuming a thread ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from llm.data_layer import HearthDataLayer
 from llm.schema import metadata, schema_ddl
-from llm.store import async_database_url, data_dir, database_url, open_data_layer
+from llm.store import StoreConfig, async_database_url, data_dir, database_url, open_data_layer
 
 TABLES = {"users", "threads", "steps", "elements", "feedbacks"}
 
@@ -70,8 +70,8 @@ async def new_step(layer: HearthDataLayer, thread_id: str, kind: str, text: str,
 
 
 async def test_first_use_creates_the_schema_in_the_data_folder(tmp_path):
-    env = {"HEARTH_DATA_DIR": str(tmp_path / "data")}
-    layer = open_data_layer(env)
+    config = StoreConfig(data_dir=tmp_path / "data")
+    layer = open_data_layer(config)
     try:
         assert await layer.get_user("nobody") is None  # the first query creates the tables
     finally:
@@ -80,12 +80,12 @@ async def test_first_use_creates_the_schema_in_the_data_folder(tmp_path):
     assert {r["name"] for r in rows(db, "SELECT name FROM sqlite_master WHERE type='table'")} >= TABLES
     assert rows(db, "PRAGMA journal_mode")[0][0] == "wal"
     # A second server on the same file finds the tables and keeps what is there.
-    layer = open_data_layer(env)
+    layer = open_data_layer(config)
     try:
         await new_user(layer, "alice")
     finally:
         await layer.close()
-    layer = open_data_layer(env)
+    layer = open_data_layer(config)
     try:
         assert (await layer.get_user("alice")).identifier == "alice"
     finally:
@@ -119,16 +119,19 @@ def test_postgres_ddl_matches_the_published_types():
 # --- where the database is --------------------------------------------------------------------------
 
 
-def test_database_url_defaults_to_sqlite_in_the_data_folder(tmp_path):
-    url = database_url({"HEARTH_DATA_DIR": str(tmp_path / "d")})
+def test_database_url_defaults_to_sqlite_in_the_data_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("HEARTH_DATA_DIR", str(tmp_path / "d"))
+    url = database_url()
     assert url == f"sqlite+aiosqlite:///{tmp_path / 'd' / 'hearth.db'}"
     assert (tmp_path / "d").is_dir()
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o700
 
 
 def test_data_folder_defaults_to_the_platform_user_data_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("HEARTH_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert data_dir({}) == tmp_path / "xdg" / "hearth"
+    assert data_dir() == tmp_path / "xdg" / "hearth"
 
 
 @pytest.mark.parametrize(
@@ -141,9 +144,10 @@ def test_data_folder_defaults_to_the_platform_user_data_folder(monkeypatch, tmp_
         ("sqlite:////var/lib/hearth.db", "sqlite+aiosqlite:////var/lib/hearth.db"),
     ],
 )
-def test_database_url_gets_an_async_driver(given, expected):
+def test_database_url_gets_an_async_driver(monkeypatch, given, expected):
     assert async_database_url(given) == expected
-    assert database_url({"DATABASE_URL": given}) == expected
+    monkeypatch.setenv("DATABASE_URL", given)
+    assert database_url() == expected
 
 
 def test_unsupported_database_is_refused_by_name():
