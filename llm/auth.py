@@ -25,6 +25,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -45,8 +46,12 @@ MAX_PASSWORD_BYTES = 72
 
 Mode = Literal["password", "local", "off"]
 
-# Checked against when the name is unknown, so that a wrong name costs as long as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=4))
+
+@cache
+def _dummy_hash() -> bytes:
+    """Checked against when the name is unknown, so that a wrong name costs as long as a wrong password
+    (same cost factor as real hashes); made on first need, not at import."""
+    return bcrypt.hashpw(b"not a password", bcrypt.gensalt())
 
 
 class AuthConfig(BaseSettings):
@@ -82,7 +87,7 @@ def hash_password(password: str) -> str:
 def password_matches(password: str, hashed: str | None) -> bool:
     encoded = password.encode()
     if hashed is None or not encoded or len(encoded) > MAX_PASSWORD_BYTES:
-        bcrypt.checkpw(b"x", _DUMMY_HASH)
+        bcrypt.checkpw(b"x", _dummy_hash())
         return False
     try:
         return bcrypt.checkpw(encoded, hashed.encode())
