@@ -7,6 +7,7 @@ and reads the database file back with sqlite3: what the browser shows must be wh
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shutil
 import sqlite3
@@ -202,6 +203,27 @@ def test_login_refuses_a_wrong_password_and_users_see_only_their_own_threads(bro
             chat(page, server, "Bob's secret plan.")
             bobs_thread = thread_id_of(page)
         assert query(data, 'SELECT "userIdentifier" FROM threads WHERE id = ?', bobs_thread) == [("bob",)]
+        # His browser has gone: Chainlit saved the chat's settings with the thread.
+        saved = wait_for_rows(
+            data, "SELECT metadata FROM threads WHERE id = ? AND metadata LIKE '%chat_settings%'", bobs_thread
+        )
+        assert json.loads(saved[0][0])["chat_settings"]["max_new_tokens"] == 21
+
+        # Bob reopens it by its URL: his messages and his settings are back.
+        with new_page(browser) as page:
+            login(page, server.url, "bob", "bob-pw")
+            page.wait_for_selector("#chat-settings-open-modal", timeout=60_000)
+            page.goto(f"{server.url}/thread/{bobs_thread}")
+            expect(page.get_by_text("Bob's secret plan.")).to_be_visible(timeout=60_000)
+            page.click("#chat-settings-open-modal")
+            slider = page.locator("[id='max_new_tokens'] [role=slider], [id='max_new_tokens'][role=slider]")
+            expect(slider.first).to_have_attribute("aria-valuenow", "21")
+            page.keyboard.press("Escape")
+            # ... and the chain uses them: the next reply stops at 21 tokens, not at the default 128.
+            chat(page, server, "Write a long story about Bob's secret plan.")
+            _session, _prompt, _cached, completion, finish = server.usages()[-1]
+            assert (completion, finish) == (21, "length")
+            assert "Bob's secret plan." in ast.literal_eval(server.prompts()[-1])
 
         # Alice cannot see Bob's thread: not in her sidebar, not by its URL, not through the API.
         with new_page(browser) as page:
