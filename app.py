@@ -1,15 +1,44 @@
 """Hearth's browser chat: Chainlit handlers only. The work lives in `llm/`."""
 
 import logging
+import os
 
 import chainlit as cl
+from chainlit.config import config as chainlit_config
+from chainlit.types import ThreadDict
 
 from llm import model_switch, reply_view
+from llm.auth import configured_access, ensure_auth_secret
 from llm.conversation import Conversation
 from llm.logs import configure_logging
+from llm.resume import notice_ids, restore_conversation
+from llm.store import open_data_layer
 
 configure_logging()
 log = logging.getLogger("hearth.app")
+
+# History and login (see llm/auth.py): decided once, before Chainlit asks for either.
+access = configured_access(host=chainlit_config.run.host)
+if access.keeps_history:
+    os.environ["CHAINLIT_AUTH_SECRET"] = ensure_auth_secret()
+
+
+@cl.data_layer
+def data_layer():
+    return open_data_layer() if access.keeps_history else None
+
+
+if access.mode == "password":
+
+    @cl.password_auth_callback
+    async def login(username: str, password: str) -> cl.User | None:
+        return await cl.make_async(access.check_password)(username, password)  # bcrypt takes a while
+
+elif access.mode == "local":
+
+    @cl.header_auth_callback
+    async def local_login(headers) -> cl.User:
+        return access.local_user()  # one user, no login page: see llm/auth.py
 
 
 @cl.on_chat_start
@@ -21,6 +50,17 @@ async def start() -> None:
 @cl.on_chat_end
 async def end() -> None:
     model_switch.end_session()
+
+
+@cl.on_chat_resume
+async def resume(thread: ThreadDict) -> None:
+    """A thread reopened from the sidebar or its URL: the same start, then its history and settings."""
+    cl.user_session.set("conversation", None)  # what Chainlit restored there is the saved text of it
+    cl.user_session.set("notices", notice_ids(thread))
+    await start()
+    if conversation := cl.user_session.get("conversation"):
+        saved = restore_conversation(conversation, thread)
+        await model_switch.restore_panel(conversation, saved)  # its model, template and settings
 
 
 @cl.on_settings_update

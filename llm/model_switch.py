@@ -5,7 +5,9 @@ shows them."""
 from __future__ import annotations
 
 import functools
+import logging
 import time
+from typing import Any
 
 import chainlit as cl
 
@@ -14,6 +16,8 @@ from llm.engine_pool import EnginePool
 from llm.model_choices import configured_spec, label_of, model_choices
 from llm.ui import NOTICE, choices_from_panel, panel_widgets, settings_from_panel
 from native.errors import HearthError
+
+log = logging.getLogger("hearth.app")
 
 
 @functools.cache
@@ -86,4 +90,21 @@ async def switch_model(conversation: Conversation, spec: str) -> None:
         "the next reply comes from it, over the same conversation."
     )
     await notice.update()
+    await send_panel(conversation)
+
+
+async def restore_panel(conversation: Conversation, values: dict[str, Any]) -> None:
+    """A reopened thread's saved panel: its template, show-prompt and model (loaded if need be), then
+    the panel showing them. Values saved by another version of the panel are left out."""
+    if values:
+        try:
+            choices = choices_from_panel(values)
+        except ValueError as exc:
+            log.warning("saved panel choices not restored (%s)", exc)
+        else:
+            conversation.apply(conversation.settings, choices.chat_template)
+            conversation.show_prompt = choices.show_prompt
+            if choices.model and choices.model != conversation.model:
+                await switch_model(conversation, choices.model)  # sends the panel
+                return
     await send_panel(conversation)

@@ -26,7 +26,8 @@ WAIT_NOTICE_AFTER = 0.5  # seconds without a first token before saying why
 
 async def answer(conversation: Conversation, question: str, before: cl.Message | None) -> None:
     """Answer `question`, asked after the message `before` (None: at the end of the chat)."""
-    history = history_before(cl.chat_context.get(), before, conversation.starts_at)
+    notices = cl.user_session.get("notices") or ()  # a resumed thread's error notices
+    history = history_before(cl.chat_context.get(), before, conversation.starts_at, notices)
     reply = conversation.reply(question, history)
     message = cl.Message(content="")
     waiting = asyncio.ensure_future(_show_waiting(conversation))

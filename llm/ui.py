@@ -3,6 +3,7 @@ plus the model picker, the chat template and the "show prompt" switch."""
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,12 +109,16 @@ def choices_from_panel(values: dict[str, Any]) -> PanelChoices:
 
 
 def history_before(
-    messages: list[Message], current: Message | None, starts_at: str | None = None
+    messages: list[Message],
+    current: Message | None,
+    starts_at: str | None = None,
+    notices: Container[str] = (),
 ) -> list[BaseMessage]:
     """The conversation before `current` (None: all of it), as LangChain messages, from Chainlit's
     own record of the chat: editing a message removes the ones after it there, and a stopped reply
-    keeps what was shown. Error notices and the app's own notices are not part of the conversation,
-    nor is anything before the message `starts_at` (after "start over" or "trim")."""
+    keeps what was shown. Error notices and the app's own notices are not part of the conversation
+    (`notices`: ids of those of a resumed thread, which Chainlit restores as plain messages), nor is
+    anything before the message `starts_at` (after "start over" or "trim")."""
     history: list[BaseMessage] = []
     for message in messages:
         if current is not None and message.id == current.id:
@@ -122,6 +127,7 @@ def history_before(
             history.clear()
         if (
             isinstance(message, ErrorMessage)
+            or message.id in notices
             or not message.content
             or (message.metadata or {}).get("hearth_notice")
         ):

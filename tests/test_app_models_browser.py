@@ -13,7 +13,7 @@ import time
 
 import pytest
 from playwright.sync_api import Page, expect
-from test_app_browser import CHROMIUM_FLAGS, Server, last_reply, send, set_slider, shot, wait_idle
+from browser_support import CHROMIUM_FLAGS, Server, last_reply, send, set_slider, shot, wait_idle
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 

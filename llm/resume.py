@@ -1,0 +1,63 @@
+"""Reopening a saved thread: its conversation and settings, as Chainlit hands them to `on_chat_resume`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from chainlit.types import ThreadDict
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from llm.conversation import Conversation
+from llm.ui import settings_from_panel
+
+log = logging.getLogger("hearth.resume")
+
+_ROLES = {"user_message": HumanMessage, "assistant_message": AIMessage}
+
+
+def notice_ids(thread: ThreadDict) -> set[str]:
+    """Ids of the thread's error notices and the app's own notices ("Loading ..."). Chainlit gives them
+    back as plain messages on resume, but they were never part of the conversation."""
+    return {step["id"] for step in thread.get("steps", []) if step.get("isError") or _is_notice(step)}
+
+
+def _is_notice(step: dict) -> bool:
+    metadata = step.get("metadata") or {}
+    if isinstance(metadata, str):
+        metadata = json.loads(metadata or "{}")
+    return bool(metadata.get("hearth_notice"))
+
+
+def history_from_thread(thread: ThreadDict) -> list[BaseMessage]:
+    """The thread's exchanges, oldest first, as LangChain messages (without error notices and empty steps)."""
+    hidden = notice_ids(thread)
+    history: list[BaseMessage] = []
+    for step in thread.get("steps", []):
+        role = _ROLES.get(step.get("type", ""))
+        if role is not None and step.get("output") and step["id"] not in hidden:
+            history.append(role(step["output"]))
+    return history
+
+
+def saved_panel_values(thread: ThreadDict) -> dict[str, Any]:
+    """The settings panel's values when the thread was last used (empty if none were saved)."""
+    metadata = thread.get("metadata") or {}
+    if isinstance(metadata, str):
+        metadata = json.loads(metadata)
+    return metadata.get("chat_settings") or {}
+
+
+def restore_conversation(conversation: Conversation, thread: ThreadDict) -> dict[str, Any]:
+    """Give `conversation` the thread's history and, when they are still valid, its saved settings;
+    return the saved panel values (the model and template among them) for the panel."""
+    conversation.history = history_from_thread(thread)
+    values = saved_panel_values(thread)
+    if values:
+        try:
+            conversation.apply(settings_from_panel(values), conversation.chat_template)
+        except ValueError as exc:  # saved by another version of the panel: keep the defaults
+            log.warning("thread %s: saved settings not restored (%s)", thread.get("id"), exc)
+            return {}
+    return values
