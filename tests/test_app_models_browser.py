@@ -12,8 +12,8 @@ import shutil
 import time
 
 import pytest
-from playwright.sync_api import Page, expect
 from browser_support import CHROMIUM_FLAGS, Server, last_reply, send, set_slider, shot, wait_idle
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 
