@@ -11,7 +11,7 @@ from llm import model_switch, reply_view
 from llm.auth import configured_access, ensure_auth_secret
 from llm.conversation import Conversation
 from llm.logs import configure_logging
-from llm.resume import notice_ids, restore_conversation
+from llm.resume import notice_ids, remember_panel, restore_conversation
 from llm.store import open_data_layer
 
 configure_logging()
@@ -68,6 +68,7 @@ async def update_settings(values: dict) -> None:
     conversation: Conversation | None = cl.user_session.get("conversation")
     if conversation is not None:
         await model_switch.apply_panel(conversation, values)  # a new chain; a new engine if picked
+    await remember_panel()
 
 
 @cl.on_message
@@ -78,6 +79,7 @@ async def on_message(message: cl.Message) -> None:
         return
     # Chainlit's record of the chat is the truth: it already reflects an edited earlier message.
     await reply_view.answer(conversation, message.content, message)
+    await remember_panel()  # the thread exists from the first message on
 
 
 @cl.action_callback(reply_view.REGENERATE)

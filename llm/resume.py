@@ -6,6 +6,8 @@ import json
 import logging
 from typing import Any
 
+import chainlit as cl
+from chainlit.data import get_data_layer
 from chainlit.types import ThreadDict
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
@@ -61,3 +63,13 @@ def restore_conversation(conversation: Conversation, thread: ThreadDict) -> dict
             log.warning("thread %s: saved settings not restored (%s)", thread.get("id"), exc)
             return {}
     return values
+
+
+async def remember_panel() -> None:
+    """Save the chat's panel values with its thread now. Chainlit saves them only when the browser
+    disconnects, which a crash (kill -9, a power cut) never does: the reopened thread would come back
+    with the default settings."""
+    layer, session = get_data_layer(), cl.context.session
+    if layer is None or not session.chat_settings or not cl.chat_context.get():
+        return  # nothing is kept, or there is no thread yet (Chainlit stores it with the first message)
+    await layer.update_thread(session.thread_id, metadata={"chat_settings": dict(session.chat_settings)})

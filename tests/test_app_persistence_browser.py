@@ -148,6 +148,9 @@ def test_a_thread_survives_kill_9_and_its_next_reply_continues_it(browser, tmp_p
     assert query(data, 'SELECT name, "userIdentifier" FROM threads') == [
         ("My cat is called Whiskers.", "local")
     ]
+    # The panel was saved with the thread as the chat went, not at a disconnect that never came.
+    (metadata,) = query(data, "SELECT metadata FROM threads WHERE id = ?", thread_id)[0]
+    assert json.loads(metadata)["chat_settings"]["max_new_tokens"] == 21
 
     # 2. A new server on the same file; a new browser finds the thread in the sidebar and reopens it.
     with running(tmp_path / "second.log", data) as second, new_page(browser) as page:
@@ -165,6 +168,7 @@ def test_a_thread_survives_kill_9_and_its_next_reply_continues_it(browser, tmp_p
 
         # 3. The next reply continues the conversation: the engine's prompt holds the earlier turns.
         chat(page, second, "What is my cat called?")
+        assert second.usages()[-1][3] <= 21  # the reopened thread kept its Max New Tokens
         prompt = ast.literal_eval(second.prompts()[-1])  # the log shows the prompt's repr
         turns = ["My cat is called Whiskers.", first_reply.strip(), "What is my cat called?"]
         positions = [prompt.find(turn) for turn in turns]
