@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 import chainlit as cl
 
@@ -30,7 +29,7 @@ async def answer(conversation: Conversation, question: str, before: cl.Message |
     history = history_before(cl.chat_context.get(), before, conversation.starts_at, notices)
     reply = conversation.reply(question, history)
     message = cl.Message(content="")
-    waiting = asyncio.ensure_future(_show_waiting(conversation))
+    waiting = asyncio.ensure_future(_show_waiting(conversation, reply))
     try:
         async for text in reply.chunks():
             waiting.cancel()
@@ -146,19 +145,18 @@ async def make_room(conversation: Conversation, action: cl.Action) -> None:
         await cl.Message(content=text, metadata=NOTICE).send()
 
 
-async def _show_waiting(conversation: Conversation) -> None:
-    """While no token has come: say how many requests wait for a slot, if the engine can tell."""
+async def _show_waiting(conversation: Conversation, reply: Reply) -> None:
+    """While no token has come and the request waits for a slot: its place in the queue."""
     notice: cl.Message | None = None
     try:
         while True:
             await asyncio.sleep(WAIT_NOTICE_AFTER)
-            stats: dict[str, Any] = getattr(conversation.engine, "stats", dict)()
-            depth = stats.get("queue_depth", 0)
-            if not depth:
+            place = reply.submitted.stream.queue_position if reply.submitted else None
+            if not place:
                 continue
             text = (
-                f"Every slot of {stats.get('model', 'the model')} is busy: "
-                f"{depth} request{'s' if depth > 1 else ''} waiting, yours included."
+                f"Every slot of {conversation.engine.model_name} is busy with other chats: "
+                f"yours is number {place} in the queue and starts as soon as a slot frees up."
             )
             if notice is None:
                 notice = cl.Message(content=text, metadata=NOTICE)

@@ -86,6 +86,12 @@ class Scheduler:
     # -- 1. admit -----------------------------------------------------------------------------------
 
     def _admit(self, block: bool) -> None:
+        try:
+            self._take_requests(block)
+        finally:
+            self._number_the_queue()
+
+    def _take_requests(self, block: bool) -> None:
         still_waiting: deque[Request] = deque()
         while self.waiting:
             request = self.waiting.popleft()
@@ -104,6 +110,16 @@ class Scheduler:
             if not self._start(request):
                 self.waiting.append(request)
 
+    def _number_the_queue(self) -> None:
+        """Tell each waiting request its place (the app shows it); the inbox's are behind `waiting`."""
+        if not self.waiting and not self.inbox.qsize():
+            return
+        with self.inbox.mutex:
+            queued = list(self.inbox.queue)
+        for place, request in enumerate([*self.waiting, *queued], 1):
+            if request is not None:
+                request.stream.queue_position = place
+
     def _start(self, request: Request) -> bool:
         """Give the request a slot and set up its prefill; False if it has to wait."""
         if request.stream.cancelled:
@@ -118,6 +134,7 @@ class Scheduler:
         if slot is None:
             sampler.close()
             return False
+        request.stream.queue_position = None
         self.requests += 1
         reused = common_prefix(slot.tokens, request.tokens)
         if reused == len(request.tokens):

@@ -65,6 +65,9 @@ class Stream:
         self._done = threading.Event()  # wakes `result()` waiters once, at the end
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self._cancel = threading.Event()
+        self.queue_position: int | None = None
+        """1 for the next request to get a slot, 2 for the one after...; None while it has one (or
+        until the engine has looked at its queue: at its next step)."""
 
     # -- producer side (the engine's thread) --------------------------------------------------------
 
@@ -75,6 +78,7 @@ class Stream:
             self._wake()
 
     def _finish(self, completion: Completion) -> None:
+        self.queue_position = None
         with self._cond:
             self._completion = completion
         self._done.set()
