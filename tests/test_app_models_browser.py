@@ -102,6 +102,35 @@ def test_two_chats_stream_at_the_same_time(browser, server):
         second.context.close()
 
 
+def test_a_chat_waiting_for_a_slot_is_told_its_place_and_answered_when_one_frees(browser, server):
+    first, second, third = (open_chat(browser, server) for _ in range(3))
+    try:
+        for page in (first, second):  # replies long enough to keep both slots busy until stopped
+            page.click("#chat-settings-open-modal")
+            set_slider(page, "max_new_tokens", "End")
+            page.click("#confirm")
+        done = len(usages(server))
+        send(first, "Write a long story about a dragon.")
+        send(second, "Write a long story about a knight.")
+        for page in (first, second):  # both slots are generating
+            expect(page.locator("#stop-button")).to_be_visible(timeout=30_000)
+            expect(page.locator('[data-step-type="assistant_message"]').last).not_to_be_empty(timeout=30_000)
+        send(third, "Say hello.")
+        notice = third.get_by_text("yours is number 1 in the queue")
+        expect(notice).to_be_visible(timeout=30_000)
+        shot(third, "m07-waiting-for-a-slot")
+        first.click("#stop-button")  # a slot frees up: the waiting chat gets it
+        expect(notice).to_have_count(0, timeout=30_000)
+        wait_idle(third)
+        assert last_reply(third).strip()
+        second.click("#stop-button")
+        finished = wait_for_usages(server, done + 3)[-3:]
+        assert sorted(f for *_, f in finished).count("cancelled") == 2
+    finally:
+        for page in (first, second, third):
+            page.context.close()
+
+
 def test_panel_settings_are_what_the_engine_receives_and_the_prompt_is_shown(page, server):
     page.click("#chat-settings-open-modal")
     expect(page.locator("#model")).to_be_visible()
