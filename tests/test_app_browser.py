@@ -117,6 +117,23 @@ def test_oversized_message_gets_a_readable_error_and_the_chat_goes_on(page, serv
     assert "word word" not in server.prompts()[-1]
 
 
+def test_a_full_context_offers_to_start_over_and_the_next_prompt_forgets_the_old_turns(page, server):
+    done = len(server.usages())
+    send(page, "word " * 3650)  # fits with room for a reply, then fills 90% of the 4096-token context
+    server.wait_for_usages(done + 1, timeout=120)
+    start_over = page.get_by_role("button", name="Start over")
+    expect(start_over).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("button", name="Keep the last exchange")).to_be_visible()
+    shot(page, "08-context-full")
+    start_over.click()
+    expect(page.get_by_text("The model has forgotten the messages above.")).to_be_visible(timeout=15_000)
+    send(page, "Hello again.")
+    usages = server.wait_for_usages(done + 2)
+    assert usages[-1][4] in ("stop", "length")
+    assert "word word" not in server.prompts()[-1] and "Hello again." in server.prompts()[-1]
+    assert usages[-1][1] < 100  # the new prompt holds the new question only
+
+
 def test_missing_model_is_explained_in_the_chat(browser, tmp_path):
     broken = Server(tmp_path / "server.log", HEARTH_MODEL="no-such-model")
     try:
