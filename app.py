@@ -11,7 +11,7 @@ from llm import model_switch, reply_view
 from llm.auth import configured_access, ensure_auth_secret
 from llm.conversation import Conversation
 from llm.logs import configure_logging
-from llm.resume import notice_ids, remember_panel, restore_conversation
+from llm.resume import notice_ids, remember_panel, restore_conversation, show_saved_stats
 from llm.store import open_data_layer
 
 configure_logging()
@@ -61,6 +61,7 @@ async def resume(thread: ThreadDict) -> None:
     if conversation := cl.user_session.get("conversation"):
         saved = restore_conversation(conversation, thread)
         await model_switch.restore_panel(conversation, saved)  # its model, template and settings
+    await show_saved_stats(thread)
 
 
 @cl.on_settings_update

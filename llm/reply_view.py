@@ -20,6 +20,7 @@ log = logging.getLogger("hearth.app")
 REGENERATE = "regenerate"
 START_OVER = "start_over"
 TRIM = "trim"
+STATS_KEY = "hearth_stats"
 WAIT_NOTICE_AFTER = 0.5  # seconds without a first token before saying why
 
 
@@ -82,6 +83,9 @@ async def _finish(conversation: Conversation, reply: Reply, message: cl.Message)
         return
     if stats:
         message.elements = [cl.Text(name="stats", content=stats, display="inline")]
+        # Chainlit keeps elements only in a cloud file store: the text rides in the step's metadata
+        # too, so a reopened thread shows it again (llm/resume.py).
+        message.metadata = {**(message.metadata or {}), STATS_KEY: stats}
     await _move_regenerate(message)
     await message.send()
     dropped = reply.submitted.dropped if reply.submitted else 0

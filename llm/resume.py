@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import chainlit as cl
 from chainlit.data import get_data_layer
@@ -12,6 +13,7 @@ from chainlit.types import ThreadDict
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from llm.conversation import Conversation
+from llm.reply_view import STATS_KEY
 from llm.ui import settings_from_panel
 
 log = logging.getLogger("hearth.resume")
@@ -26,10 +28,34 @@ def notice_ids(thread: ThreadDict) -> set[str]:
 
 
 def _is_notice(step: dict) -> bool:
+    return bool(_metadata(step).get("hearth_notice"))
+
+
+def _metadata(step: dict) -> dict[str, Any]:
     metadata = step.get("metadata") or {}
-    if isinstance(metadata, str):
-        metadata = json.loads(metadata or "{}")
-    return bool(metadata.get("hearth_notice"))
+    return json.loads(metadata) if isinstance(metadata, str) else metadata
+
+
+def saved_stats(thread: ThreadDict) -> dict[str, str]:
+    """Each reply's stats line, by step id (kept in the step's metadata when the reply was sent)."""
+    return {
+        step["id"]: stats for step in thread.get("steps", []) if (stats := _metadata(step).get(STATS_KEY))
+    }
+
+
+async def show_saved_stats(thread: ThreadDict) -> None:
+    """Put each reopened reply's stats back under it, as they were shown when it was generated.
+
+    Call it from on_chat_resume: Chainlit sends the thread to the browser only after that handler, and
+    the browser then replaces the chat's elements with the thread's, so the stats join the thread
+    (an element sent on its own would be wiped)."""
+    elements = thread.setdefault("elements", [])  # type: ignore[typeddict-item]
+    for step_id, stats in saved_stats(thread).items():
+        # The text travels in the element itself: the browser fetches a resumed thread's elements by URL.
+        url = "data:text/plain;charset=utf-8," + quote(stats)
+        element = cl.Text(name="stats", url=url, display="inline", mime="text/plain")
+        element.for_id = step_id
+        elements.append(element.to_dict())
 
 
 def history_from_thread(thread: ThreadDict) -> list[BaseMessage]:

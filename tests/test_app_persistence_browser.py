@@ -164,6 +164,10 @@ def test_a_thread_survives_kill_9_and_its_next_reply_continues_it(browser, tmp_p
         expect(messages.first).to_contain_text("My cat is called Whiskers.", timeout=60_000)
         expect(page.locator('[data-step-type="assistant_message"]').first).to_contain_text(words(first_reply))
         page.wait_for_selector("#chat-settings-open-modal", timeout=60_000)  # on_chat_resume has run
+        # The reply's stats line comes back under it (kept in the step's metadata, not a file store).
+        expect(page.get_by_text(re.compile(r"prompt tokens \(\d+ cached\)")).first).to_be_visible(
+            timeout=30_000
+        )
         shot(page, "p02-resumed-thread")
 
         # 3. The next reply continues the conversation: the engine's prompt holds the earlier turns.

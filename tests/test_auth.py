@@ -20,7 +20,7 @@ from llm.auth import (
     read_users,
     write_users,
 )
-from llm.resume import history_from_thread, notice_ids, restore_conversation
+from llm.resume import history_from_thread, notice_ids, restore_conversation, saved_stats
 from llm.settings import GenerationSettings
 from llm.store import StoreConfig
 from llm.ui import history_before
@@ -229,3 +229,16 @@ def test_restore_conversation_keeps_defaults_when_saved_settings_are_invalid():
     thread = thread_with(metadata={"chat_settings": {"temperature": -5}})
     restore_conversation(conversation, thread)
     assert conversation.settings == GenerationSettings()
+
+
+def test_saved_stats_come_from_the_steps_metadata_as_sqlite_returns_it_or_decoded():
+    thread = {
+        "id": "t",
+        "steps": [
+            {"id": "1", "type": "user_message", "metadata": "{}"},
+            {"id": "2", "type": "assistant_message", "metadata": '{"hearth_stats": "12 prompt tokens"}'},
+            {"id": "3", "type": "assistant_message", "metadata": {"hearth_stats": "7 prompt tokens"}},
+            {"id": "4", "type": "assistant_message", "metadata": None},
+        ],
+    }
+    assert saved_stats(thread) == {"2": "12 prompt tokens", "3": "7 prompt tokens"}
