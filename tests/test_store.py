@@ -7,8 +7,14 @@ the layer cannot pass.
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import shutil
+import socket
 import sqlite3
+import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -28,6 +34,62 @@ TABLES = {"users", "threads", "steps", "elements", "feedbacks"}
 @pytest.fixture
 async def layer(tmp_path):
     layer = HearthDataLayer(f"sqlite+aiosqlite:///{tmp_path / 'hearth.db'}")
+    yield layer
+    await layer.close()
+
+
+def postgres_bin(name: str) -> str | None:
+    """A PostgreSQL server program: on PATH, else where Debian's `postgresql` package puts it."""
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found if isinstance(found, str) else (found[-1] if found else None)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL server on a free loopback port (Debian's package; .ci/run installs it).
+    Yields a function that creates an empty database and returns its URL."""
+    if postgres_bin("initdb") is None:
+        pytest.skip("PostgreSQL's server programs are not installed (apt-get install postgresql)")
+    # initdb refuses to run as root: run the server as Debian's `postgres` user then.
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    home = Path(tempfile.mkdtemp(prefix="hearth-pg-"))
+    if as_owner:
+        shutil.chown(home, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(program: str, *args: str) -> None:
+        subprocess.run(
+            [*as_owner, postgres_bin(program), *args], check=True, capture_output=True, timeout=120
+        )
+
+    data = home / "data"
+    run("initdb", "-D", str(data), "-A", "trust", "-U", "hearth", "-E", "UTF8", "--no-sync")
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run("pg_ctl", "-D", str(data), "-l", str(home / "server.log"), "-o", options, "-w", "start")
+    names = (f"hearth_{i}" for i in range(1000))
+
+    def new_database() -> str:
+        name = next(names)
+        run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "hearth", name)
+        return f"postgresql://hearth@127.0.0.1:{port}/{name}"
+
+    try:
+        yield new_database
+    finally:
+        run("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_layer(request, tmp_path):
+    """The data layer on SQLite and on a real PostgreSQL server, for tests that go through it only."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'hearth.db'}"
+    else:
+        url = async_database_url(request.getfixturevalue("postgres")())
+    layer = HearthDataLayer(url)
     yield layer
     await layer.close()
 
@@ -181,11 +243,11 @@ async def test_thread_tags_and_metadata_round_trip_as_list_and_dict(layer, tmp_p
     assert json.loads(stored[0]["tags"]) == ["pets", "cats"]
 
 
-async def test_step_tags_metadata_and_flags_round_trip(layer):
-    alice = await new_user(layer, "alice")
-    thread_id = await new_thread(layer, alice, "Cats")
+async def test_step_tags_metadata_and_flags_round_trip(any_layer):
+    alice = await new_user(any_layer, "alice")
+    thread_id = await new_thread(any_layer, alice, "Cats")
     step_id = await new_step(
-        layer,
+        any_layer,
         thread_id,
         "assistant_message",
         "Cats purr.",
@@ -194,50 +256,52 @@ async def test_step_tags_metadata_and_flags_round_trip(layer):
         modes={"model": "default"},
         isError=True,
     )
-    step = (await layer.get_thread(thread_id))["steps"][0]
+    step = (await any_layer.get_thread(thread_id))["steps"][0]
     assert step["id"] == step_id
     assert step["tags"] == ["answer"]
     assert step["metadata"] == {"usage": {"prompt": 12}}
     assert step["streaming"] is False
     assert step["isError"] is True
-    same = await layer.get_step(step_id)
+    same = await any_layer.get_step(step_id)
     assert same["tags"] == ["answer"] and same["metadata"] == {"usage": {"prompt": 12}}
 
 
-async def test_user_metadata_round_trips_as_dict(layer):
-    alice = await layer.create_user(User(identifier="alice", metadata={"provider": "credentials"}))
+async def test_user_metadata_round_trips_as_dict(any_layer):
+    alice = await any_layer.create_user(User(identifier="alice", metadata={"provider": "credentials"}))
     assert alice.metadata == {"provider": "credentials"}
-    assert (await layer.get_user("alice")).id == alice.id
+    assert (await any_layer.get_user("alice")).id == alice.id
 
 
 # --- threads per user, rename, delete ---------------------------------------------------------------
 
 
-async def test_thread_list_holds_only_the_users_own_threads(layer):
-    alice, bob = await new_user(layer, "alice"), await new_user(layer, "bob")
-    cats = await new_thread(layer, alice, "Cats")
-    await new_step(layer, cats, "user_message", "Tell me about cats.")
-    dogs = await new_thread(layer, alice, "Dogs")
-    await new_step(layer, dogs, "user_message", "And dogs?")
-    secret = await new_thread(layer, bob, "Bob's")
-    await new_step(layer, secret, "user_message", "Bob's secret.")
+async def test_thread_list_holds_only_the_users_own_threads(any_layer):
+    alice, bob = await new_user(any_layer, "alice"), await new_user(any_layer, "bob")
+    cats = await new_thread(any_layer, alice, "Cats")
+    await new_step(any_layer, cats, "user_message", "Tell me about cats.")
+    dogs = await new_thread(any_layer, alice, "Dogs")
+    await new_step(any_layer, dogs, "user_message", "And dogs?")
+    secret = await new_thread(any_layer, bob, "Bob's")
+    await new_step(any_layer, secret, "user_message", "Bob's secret.")
 
-    page = await layer.list_threads(Pagination(first=20), ThreadFilter(userId=alice.id))
+    page = await any_layer.list_threads(Pagination(first=20), ThreadFilter(userId=alice.id))
     assert {t["id"] for t in page.data} == {cats, dogs}
-    page = await layer.list_threads(Pagination(first=20), ThreadFilter(userId=bob.id))
+    page = await any_layer.list_threads(Pagination(first=20), ThreadFilter(userId=bob.id))
     assert [t["id"] for t in page.data] == [secret]
     # The sidebar's search looks into the messages.
-    found = await layer.list_threads(Pagination(first=20), ThreadFilter(userId=alice.id, search="DOGS"))
+    found = await any_layer.list_threads(Pagination(first=20), ThreadFilter(userId=alice.id, search="DOGS"))
     assert [t["id"] for t in found.data] == [dogs]
     # Chainlit's author check (resume, rename, delete) reads this.
-    assert await layer.get_thread_author(secret) == "bob"
+    assert await any_layer.get_thread_author(secret) == "bob"
 
 
-async def test_rename_keeps_metadata_and_tags(layer):
-    alice = await new_user(layer, "alice")
-    thread_id = await new_thread(layer, alice, "Cats", tags=["pets"], metadata={"chat_settings": {"x": 1}})
-    await layer.update_thread(thread_id, name="All about cats")
-    thread = await layer.get_thread(thread_id)
+async def test_rename_keeps_metadata_and_tags(any_layer):
+    alice = await new_user(any_layer, "alice")
+    thread_id = await new_thread(
+        any_layer, alice, "Cats", tags=["pets"], metadata={"chat_settings": {"x": 1}}
+    )
+    await any_layer.update_thread(thread_id, name="All about cats")
+    thread = await any_layer.get_thread(thread_id)
     assert thread["name"] == "All about cats"
     assert thread["tags"] == ["pets"]
     assert thread["metadata"] == {"chat_settings": {"x": 1}}
