@@ -9,9 +9,24 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, PrivateAttr
 
+import prompts
 from llm.settings import EngineConfig, GenerationFields, GenerationSettings
 from native import Completion, Engine, RemoteEngine, Stream, load_engine
 from native.errors import EngineBusy
+from native.gguf_info import ModelInfo
+
+
+def model_template(info: ModelInfo, override: str | None = None) -> prompts.ChatTemplate:
+    """The chat template a model's conversations are rendered with: `override` (a built-in name or a
+    JSON file) if given, else the one `prompts.template_for` picks from the model's GGUF metadata."""
+    return prompts.template_for(
+        chat_template=info.chat_template,
+        architecture=info.architecture,
+        model_name=info.name or info.path.stem,
+        eos_token=info.eos_token,
+        bos_token=info.bos_token,
+        override=override,
+    )
 
 
 def configured_engine(

@@ -24,7 +24,7 @@ from langchain_core.tools import BaseTool
 from pydantic import Field, PrivateAttr
 
 import prompts
-from llm._base import HearthFields, completion_info
+from llm._base import HearthFields, completion_info, model_template
 from llm.settings import GenerationSettings
 from llm.tools import langchain as tool_calls
 from native import Stream
@@ -109,15 +109,7 @@ class ChatHearth(BaseChatModel, HearthFields):
         """The chat template this model's conversations are rendered with (chosen once per instance)."""
         if self._template is not None:
             return self._template
-        info = self.get_engine().info
-        self._template = prompts.template_for(
-            chat_template=info.chat_template,
-            architecture=info.architecture,
-            model_name=info.name or info.path.stem,
-            eos_token=info.eos_token,
-            bos_token=info.bos_token,
-            override=self.chat_template,
-        )
+        self._template = model_template(self.get_engine().info, self.chat_template)
         return self._template
 
     def turns(self, messages: list[BaseMessage], system_prompt: str | None = None) -> list[dict[str, str]]:

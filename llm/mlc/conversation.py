@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import prompts
+from llm._base import model_template
 from llm.mlc.config import ChatConfig, ConvConfig
-from llm.nano.templates import model_template, stop_strings
+from llm.nano.templates import stop_strings
 from native import Engine
 
 LM = "LM"
@@ -110,7 +111,7 @@ def _chat_template(engine: Engine, name: str | None, conv: ConvConfig) -> prompt
             )
         return separator_template(conv)
     try:
-        return model_template(engine, name)
+        return model_template(engine.info, name)
     except prompts.UnknownTemplate as exc:
         raise prompts.UnknownTemplate(f"{exc} (or {LM} for raw text generation)") from None
 

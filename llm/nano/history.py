@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import prompts
+from llm._base import model_template
 from llm.nano.model import NanoLLM
 from llm.nano.stream import KVCache, StreamingResponse
-from llm.nano.templates import model_template
 
 
 @dataclass
@@ -52,7 +52,7 @@ class ChatHistory:
         if isinstance(chat_template, prompts.ChatTemplate):
             self.template = chat_template
         elif chat_template is None or isinstance(chat_template, str):
-            self.template = model_template(model.engine, chat_template)
+            self.template = model_template(model.engine.info, chat_template)
         else:
             raise TypeError(
                 f"chat_template is a name, a JSON file path or a ChatTemplate, not {chat_template!r}"

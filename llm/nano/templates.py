@@ -1,30 +1,14 @@
-"""What the Python APIs share about prompts: the template a model's conversations get (the rule ChatHearth
-follows too) and which stop tokens the engine can honour."""
+"""What the Python APIs share about prompts: which stop tokens the engine can honour. (The template a
+model's conversations get is `llm._base.model_template`, the rule ChatHearth follows too.)"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
 
-import prompts
 from native import Engine
 
 log = logging.getLogger("hearth.nano")
-
-
-def model_template(engine: Engine, override: str | None = None) -> prompts.ChatTemplate:
-    """`override` (a built-in name or a JSON file) if given, else the template `prompts.template_for`
-    picks from the model's GGUF metadata: its embedded template, a guess from its architecture and
-    name, or chat-ml."""
-    info = engine.info
-    return prompts.template_for(
-        chat_template=info.chat_template,
-        architecture=info.architecture,
-        model_name=info.name or info.path.stem,
-        eos_token=info.eos_token,
-        bos_token=info.bos_token,
-        override=override,
-    )
 
 
 def stop_strings(engine: Engine, stop_tokens: Iterable[str | int] | None) -> tuple[str, ...]:

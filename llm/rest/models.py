@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import prompts
+from llm._base import model_template
 from llm.rest.errors import APIError
 from native import Engine, RemoteEngine, load_engine
-from native.gguf_info import ModelInfo
 from native.remote import is_remote
 
 log = logging.getLogger("hearth.rest")
@@ -35,7 +35,7 @@ class ServedModel:
     @classmethod
     def of(cls, uid: str, engine: Engine | RemoteEngine) -> ServedModel:
         local = isinstance(engine, Engine)
-        return cls(uid, engine, chat_template(engine.info) if local else None)  # type: ignore[union-attr]
+        return cls(uid, engine, model_template(engine.info) if local else None)  # type: ignore[union-attr]
 
     def describe(self) -> dict:
         """This model's /v1/models entry."""
@@ -46,17 +46,6 @@ class ServedModel:
             "owned_by": "hearth",
             "context_length": self.engine.n_ctx,
         }
-
-
-def chat_template(info: ModelInfo) -> prompts.ChatTemplate:
-    """The template a model's conversations are rendered with: its own, else a guess (prompts/)."""
-    return prompts.template_for(
-        chat_template=info.chat_template,
-        architecture=info.architecture,
-        model_name=info.name or info.path.stem,
-        eos_token=info.eos_token,
-        bos_token=info.bos_token,
-    )
 
 
 def parse_spec(spec: str) -> tuple[str | None, str]:
