@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import requests
 from playwright.sync_api import Page, expect
+from test_rest_support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -29,12 +29,6 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 USAGE = re.compile(r"session=(\S+) slot=\d+ prompt=(\d+) cached=(\d+) completion=(\d+) finish=(\w+)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

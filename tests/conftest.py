@@ -1,8 +1,13 @@
-"""Shared fixtures: the real default model, loaded once for the whole run."""
+"""Shared fixtures: the real default model, loaded once for the whole run, and Debian's Chromium for the
+browser tests."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
+from browser_support import CHROMIUM_FLAGS
+from playwright.sync_api import sync_playwright
 
 from native import load_engine
 
@@ -17,3 +22,12 @@ def engine():
 def chat_prompt():
     """A chat-ml prompt the default model answers at length."""
     return "<|im_start|>user\nWrite a long story about a dragon.<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright (never `playwright install`), one per test module."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()

@@ -10,8 +10,8 @@ import shutil
 import time
 
 import pytest
-from browser_support import CHROMIUM_FLAGS, Server, last_reply, send, set_slider, shot, wait_idle
-from playwright.sync_api import expect, sync_playwright
+from browser_support import Server, last_reply, send, set_slider, shot, wait_idle
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 
@@ -24,14 +24,6 @@ def server(tmp_path_factory):
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import shutil
 import time
 
 import pytest
-from browser_support import CHROMIUM_FLAGS, Server, last_reply, send, set_slider, shot, wait_idle
+from browser_support import Server, last_reply, send, set_slider, shot, wait_idle
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
@@ -34,16 +34,6 @@ def server(tmp_path_factory):
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 def open_chat(browser, server) -> Page:

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM_FLAGS, Server, send, set_slider, shot, wait_idle
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from browser_support import Server, send, set_slider, shot, wait_idle
+from playwright.sync_api import Browser, Page, expect
 
 from llm.auth import hash_password, write_users
 
@@ -26,14 +26,6 @@ pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian
 
 THREAD_URL = r".*/thread/[0-9a-f-]{36}$"
 THREAD_REFUSED = "Authorization for the thread failed."
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Real servers for the REST tests: `python -m llm.rest` and llama-cpp-python's server, each a subprocess
 on a free 127.0.0.1 port, waited for until it answers and stopped by the fixture that started it.
 
-Holds no tests; the test modules import `ServerProcess`, `hearth_server` and `llama_cpp_server`.
+Holds no tests; the test modules import `ServerProcess`, `hearth_server`, `llama_cpp_server` and `free_port`.
 """
 
 from __future__ import annotations

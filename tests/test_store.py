@@ -11,7 +11,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -23,6 +22,7 @@ from chainlit.context import init_http_context
 from chainlit.types import Feedback, Pagination, ThreadFilter
 from chainlit.user import User
 from sqlalchemy.dialects import postgresql, sqlite
+from test_rest_support import free_port
 
 from llm.data_layer import HearthDataLayer
 from llm.schema import metadata, schema_ddl
@@ -55,9 +55,7 @@ def postgres():
     home = Path(tempfile.mkdtemp(prefix="hearth-pg-"))
     if as_owner:
         shutil.chown(home, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
 
     def run(program: str, *args: str) -> None:
         subprocess.run(
