@@ -98,4 +98,8 @@ async def remember_panel() -> None:
     layer, session = get_data_layer(), cl.context.session
     if layer is None or not session.chat_settings or not cl.chat_context.get():
         return  # nothing is kept, or there is no thread yet (Chainlit stores it with the first message)
-    await layer.update_thread(session.thread_id, metadata={"chat_settings": dict(session.chat_settings)})
+    values = dict(session.chat_settings)
+    if cl.user_session.get("saved_panel") == values:
+        return  # called after every reply: write only what changed
+    await layer.update_thread(session.thread_id, metadata={"chat_settings": values})
+    cl.user_session.set("saved_panel", values)

@@ -40,8 +40,10 @@ async def layer(tmp_path):
 
 def postgres_bin(name: str) -> str | None:
     """A PostgreSQL server program: on PATH, else where Debian's `postgresql` package puts it."""
-    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found if isinstance(found, str) else (found[-1] if found else None)
+    if found := shutil.which(name):
+        return found
+    packaged = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))  # the newest version last
+    return packaged[-1] if packaged else None
 
 
 @pytest.fixture(scope="module")

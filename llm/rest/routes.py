@@ -69,8 +69,9 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response:
     if choice is None or not tool_calls.should_call(choice, messages):
         rendered = prompts.render(tools.turns(messages), model.template)
         return await _generate(request, body, model, rendered.text, body.sampling(rendered.stop), "chat")
-    rendered = tools.call_prompt(messages, body.tool_dicts(), model.template)
-    sampling = tools.constrained(body.sampling(rendered.stop), body.tool_dicts(), choice)
+    declared = body.tool_dicts()
+    rendered = tools.call_prompt(messages, declared, model.template)
+    sampling = tools.constrained(body.sampling(rendered.stop), declared, choice)
     return await _generate(request, body, model, rendered.text, sampling, "chat", as_calls=True)
 
 
