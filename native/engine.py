@@ -152,6 +152,9 @@ class Engine:
             "requests_total": s.requests,
             "prefill_tokens_per_s": round(s.prefill_rate, 1),
             "decode_tokens_per_s": round(s.decode_rate, 1),
+            "steps_total": s.steps,
+            "step_seconds_total": round(s.step_seconds, 3),
+            "llama_decode_seconds_total": round(s.decode_seconds, 3),
             "samplers_live": SamplerChain.live,
             "kv_cache_bytes": (self.info.kv_bytes_per_token or 0) * self.n_ctx * self.parallel,
         }

@@ -51,6 +51,9 @@ class Scheduler:
         self.requests = 0
         self.prefill_rate = 0.0
         self.decode_rate = 0.0
+        self.steps = 0
+        self.step_seconds = 0.0  # whole steps: pack, decode, sample, stream
+        self.decode_seconds = 0.0  # inside llama_decode: the rest of a step is this loop's overhead
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class Scheduler:
     def _step(self) -> None:
         started = time.perf_counter()
         outputs, n_decode, n_prefill = self._pack()
+        decode_started = time.perf_counter()
         try:
             self.ctx.decode(self.batch)
         except Exception as exc:
@@ -180,9 +184,14 @@ class Scheduler:
                 active.slot.tokens.clear()
                 self._finish(active, "error", f"{type(exc).__name__}: {exc}")
             return
+        decoded = time.perf_counter()
         for active, index in outputs:
             self._sample(active, index)
-        elapsed = max(time.perf_counter() - started, 1e-9)
+        finished = time.perf_counter()
+        elapsed = max(finished - started, 1e-9)
+        self.steps += 1
+        self.step_seconds += elapsed
+        self.decode_seconds += decoded - decode_started
         if n_decode:
             self.decode_rate = _ema(self.decode_rate, n_decode / elapsed)
         if n_prefill:
@@ -190,11 +199,17 @@ class Scheduler:
 
     def _pack(self) -> tuple[list[tuple[Active, int]], int, int]:
         """Fill the batch; returns (sequences that get logits, with their batch index), decode and
-        prefill token counts."""
+        prefill token counts.
+
+        Decode tokens go in ascending sequence id. With one KV stream per sequence llama.cpp splits a
+        batch into micro-batches that take "only increasing sequence ids" (llama-batch.cpp,
+        split_equal): in the order requests arrived, one pass over the weights per step would become
+        one pass per sequence, and batching would buy nothing."""
         batch = self.batch
         batch.clear()
         outputs: list[tuple[Active, int]] = []
-        decoding = [a for a in self.active if a.next_token is not None]
+        by_sequence = sorted(self.active, key=lambda a: a.slot.seq_id)
+        decoding = [a for a in by_sequence if a.next_token is not None]
         for active in decoding:
             slot = active.slot
             outputs.append((active, batch.add(active.next_token, len(slot.tokens), slot.seq_id, True)))
@@ -202,7 +217,7 @@ class Scheduler:
             active.next_token = None
         budget = batch.capacity - len(decoding)
         n_prefill = 0
-        for active in [a for a in self.active if a.prefilling]:
+        for active in [a for a in self.active if a.prefilling]:  # prompts in the order they came
             if budget <= 0:
                 break
             prompt, slot = active.prompt, active.slot

@@ -102,6 +102,36 @@ def test_eight_concurrent_streams_with_different_settings_all_complete(engine):
         assert texts[i] == c.text
 
 
+def test_a_step_hands_llama_cpp_its_decoding_sequences_in_ascending_order(engine):
+    """llama.cpp runs a batch in one pass only when its sequence ids ascend (one KV stream per
+    sequence): requests that arrive in another order must still be decoded together."""
+    for name in ("order-a", "order-b"):  # each session gets a slot of its own
+        one_token = SamplingParams(max_new_tokens=1)
+        engine.submit(chatml(f"Hello from {name}."), one_token, session=name).result(60)
+    slots = engine._scheduler.slots._by_session
+    later, earlier = sorted(("order-a", "order-b"), key=lambda n: slots[n].seq_id, reverse=True)
+    seen: list[list[int]] = []
+    decode = engine._ctx.decode
+
+    def recording(batch):
+        seen.append([batch.struct.seq_id[i][0] for i in range(len(batch))])
+        decode(batch)
+
+    engine._ctx.decode = recording
+    try:
+        # The higher slot's request arrives first.
+        streams = [
+            engine.submit(chatml(f"Count to fifty, {n}."), GREEDY, session=n) for n in [later, earlier]
+        ]
+        for stream in streams:
+            stream.result(60)
+    finally:
+        del engine._ctx.decode
+    both = [ids for ids in seen if len(ids) == 2 and len(set(ids)) == 2]
+    assert len(both) > 10, seen
+    assert all(ids == sorted(ids) for ids in both), both
+
+
 def test_each_turn_prefills_only_the_new_tokens(engine):
     turns = ["Tell me about cats."]
     previous = None
