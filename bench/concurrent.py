@@ -5,7 +5,10 @@ scheduler) on the same model, measured in one run. Also reports resident memory 
 Prints JSON. Targets: 8 streams ≥ 1.8× one stream, every stream complete; resident memory with 8
 sessions ≤ model file + KV cache + 300 MiB.
 
-    .venv/bin/python bench/concurrent.py [--model default] [--tokens 128]
+Each figure is the median of `--runs` runs (3): one run of one stream is a second or two, and a
+scheduler tick of the machine moves it by several percent.
+
+    .venv/bin/python bench/concurrent.py [--model default] [--tokens 128] [--runs 3]
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
+import itertools
 import json
+import statistics
 import subprocess
 import threading
 import time
@@ -37,10 +42,14 @@ def rss_bytes() -> int:
     return 0
 
 
+_runs = itertools.count()
+
+
 def hearth_run(engine, n: int, tokens: int) -> dict:
     params = [SamplingParams(temperature=0.8, seed=i, max_new_tokens=tokens) for i in range(n)]
     started = time.perf_counter()
-    streams = [engine.submit(PROMPT.format(i=i), params[i], session=f"bench-{n}-{i}") for i in range(n)]
+    run = next(_runs)  # fresh sessions: no run starts from another's cache
+    streams = [engine.submit(PROMPT.format(i=i), params[i], session=f"bench-{run}-{i}") for i in range(n)]
     results = []
     threads = [threading.Thread(target=lambda s=s: results.append(s.result())) for s in streams]
     for t in threads:
@@ -107,21 +116,41 @@ def raw_batch_loop(path: Path, n: int, tokens: int, threads: int) -> dict:
     return {"streams": n, "tokens": n * tokens, "tok_s": round(n * tokens / elapsed, 1)}
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median tok/s, annotated with every run's figure."""
+    ordered = sorted(runs, key=lambda r: r["tok_s"])
+    middle = dict(ordered[len(ordered) // 2])
+    middle["runs_tok_s"] = [r["tok_s"] for r in runs]
+    middle["complete"] = all(r.get("complete", True) for r in runs)
+    assert middle["tok_s"] == statistics.median_low(r["tok_s"] for r in runs)
+    return middle
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--raw-only", action="store_true", help="print the reference loop's figures only")
     args = parser.parse_args()
     if args.raw_only:
         path = load_engine(args.model, parallel=1).info.path
-        print(json.dumps([raw_batch_loop(path, n, args.tokens, default_threads()) for n in (1, 8)]))
+        threads = default_threads()
+        print(
+            json.dumps(
+                [
+                    median_run([raw_batch_loop(path, n, args.tokens, threads) for _ in range(args.runs)])
+                    for n in (1, 8)
+                ]
+            )
+        )
         return
     # The reference runs in a process of its own: two llama.cpp thread pools in one process slow
     # each other down, which would flatter Hearth.
     raw = json.loads(
         subprocess.run(
-            [sys.executable, __file__, "--raw-only", "--model", args.model, "--tokens", str(args.tokens)],
+            [sys.executable, __file__, "--raw-only", "--model", args.model, "--tokens", str(args.tokens)]
+            + ["--runs", str(args.runs)],
             check=True,
             capture_output=True,
             text=True,
@@ -132,7 +161,9 @@ def main() -> None:
 
     engine = load_engine(args.model, parallel=8)
     hearth_run(engine, 2, 8)  # warm-up
-    hearth = [hearth_run(engine, n, args.tokens) for n in (1, 2, 4, 8)]
+    hearth = [
+        median_run([hearth_run(engine, n, args.tokens) for _ in range(args.runs)]) for n in (1, 2, 4, 8)
+    ]
     stats = engine.stats()
     memory = {
         "rss_mib": round(rss_bytes() / 2**20),

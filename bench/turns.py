@@ -2,9 +2,12 @@
 llama-cpp-python (`Llama`, which caches one sequence), alone and with 4 conversations interleaved
 turn by turn. Same model, template, messages and greedy replies, measured side by side in one run.
 
-Prints JSON; `ratio` is the mean TTFT of turn 10 over turn 1 (targets: ≤ 1.3 alone, ≤ 1.5 interleaved).
+Prints JSON; `ratio` is the median TTFT of turn 10 over that of turn 1 (targets: ≤ 1.3 alone, ≤ 1.5
+interleaved), over `--repeats` rounds (3) of different conversations: a first turn takes tens of
+milliseconds, so one sample of it moves with every scheduler tick. `cached_share` is how much of the
+last turn's prompt came from the cache (Hearth only).
 
-    .venv/bin/python bench/turns.py [--model default] [--turns 10] [--reply-tokens 64]
+    .venv/bin/python bench/turns.py [--model default] [--turns 10] [--reply-tokens 64] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -40,9 +43,13 @@ QUESTIONS = [
 ]
 
 
+LAST_TURN_CACHE: list[float] = []
+
+
 def hearth_turn(engine: Engine, text: str, session: str, tokens: int) -> tuple[float, str]:
     completion = engine.submit(text, SamplingParams(temperature=0, max_new_tokens=tokens), session=session)
     done = completion.result()
+    LAST_TURN_CACHE.append(done.usage.cached_tokens / done.usage.prompt_tokens)
     return done.timings.time_to_first_token, done.text
 
 
@@ -54,27 +61,40 @@ def raw_turn(llama: Llama, text: str, session: str, tokens: int) -> tuple[float,
     return (first or time.perf_counter()) - started, "".join(parts)
 
 
-def conversations(run_turn, template, n_conversations: int, turns: int, tokens: int) -> list[list[float]]:
-    """TTFT of every turn of every conversation, the conversations advancing turn by turn together."""
-    histories = [[] for _ in range(n_conversations)]
-    ttfts = [[] for _ in range(n_conversations)]
+def conversations(
+    run_turn, template, n_conversations: int, turns: int, tokens: int, repeats: int
+) -> list[list[float]]:
+    """TTFT of every turn of every conversation, the conversations of a round advancing turn by turn
+    together; each round has conversations of its own (new labels, new sessions)."""
+    ttfts: list[list[float]] = []
+    for round_ in range(repeats):
+        first = round_ * n_conversations
+        ttfts += one_round(run_turn, template, range(first, first + n_conversations), turns, tokens)
+    return ttfts
+
+
+def one_round(run_turn, template, labels: range, turns: int, tokens: int) -> list[list[float]]:
+    histories: list[list[dict]] = [[] for _ in labels]
+    ttfts: list[list[float]] = [[] for _ in labels]
     for turn in range(turns):
-        for c in range(n_conversations):
-            histories[c].append({"role": "user", "content": f"({c}) {QUESTIONS[turn % len(QUESTIONS)]}"})
+        for c, label in enumerate(labels):
+            histories[c].append({"role": "user", "content": f"({label}) {QUESTIONS[turn % len(QUESTIONS)]}"})
             text = prompts.render(histories[c], template).text
-            ttft, reply = run_turn(text, f"conversation-{c}", tokens)
+            LAST_TURN_CACHE.clear()
+            ttft, reply = run_turn(text, f"conversation-{label}", tokens)
             ttfts[c].append(ttft)
             histories[c].append({"role": "assistant", "content": reply})
     return ttfts
 
 
 def ratio(ttfts: list[list[float]]) -> dict:
-    first = statistics.mean(t[0] for t in ttfts)
-    last = statistics.mean(t[-1] for t in ttfts)
+    first = statistics.median(t[0] for t in ttfts)
+    last = statistics.median(t[-1] for t in ttfts)
     return {
         "turn1_ttft_ms": round(first * 1000, 1),
         "last_turn_ttft_ms": round(last * 1000, 1),
         "ratio": round(last / first, 2),
+        "samples": len(ttfts),
     }
 
 
@@ -83,6 +103,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--reply-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline-only", action="store_true", help="print llama-cpp-python's figures only")
     args = parser.parse_args()
 
@@ -105,7 +126,10 @@ def main() -> None:
         )
         raw = lambda text, session, tokens: raw_turn(llama, text, session, tokens)  # noqa: E731
         raw("warm up", "w", 4)
-        runs = {n: ratio(conversations(raw, template, n, args.turns, args.reply_tokens)) for n in (1, 4)}
+        runs = {
+            n: ratio(conversations(raw, template, n, args.turns, args.reply_tokens, args.repeats))
+            for n in (1, 4)
+        }
         print(json.dumps(runs))
         return
     # llama-cpp-python runs in a process of its own: two llama.cpp thread pools in one process slow
@@ -122,6 +146,8 @@ def main() -> None:
                 str(args.turns),
                 "--reply-tokens",
                 str(args.reply_tokens),
+                "--repeats",
+                str(args.repeats),
             ],
             check=True,
             capture_output=True,
@@ -134,8 +160,10 @@ def main() -> None:
     hearth("warm up", "w", 4)
     result = {"bench": "turns", "model": info.path.name, "turns": args.turns, "threads": engine.n_threads}
     for n in (1, 4):
+        figures = ratio(conversations(hearth, template, n, args.turns, args.reply_tokens, args.repeats))
+        figures["last_turn_cached_share"] = round(LAST_TURN_CACHE[-1], 3)
         result["alone" if n == 1 else f"{n}_interleaved"] = {
-            "hearth": ratio(conversations(hearth, template, n, args.turns, args.reply_tokens)),
+            "hearth": figures,
             "llama_cpp_python": baseline[str(n)],
             "target_ratio": 1.3 if n == 1 else 1.5,
         }

@@ -155,8 +155,10 @@ class Engine:
             "steps_total": s.steps,
             "step_seconds_total": round(s.step_seconds, 3),
             "llama_decode_seconds_total": round(s.decode_seconds, 3),
+            "cache_swaps_total": s.swaps,
             "samplers_live": SamplerChain.live,
-            "kv_cache_bytes": (self.info.kv_bytes_per_token or 0) * self.n_ctx * self.parallel,
+            "kv_cache_bytes": self._ctx.kv_cache_bytes
+            or (self.info.kv_bytes_per_token or 0) * self.n_ctx * self.parallel,
         }
 
     @property

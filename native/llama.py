@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import re
 import threading
 from pathlib import Path
 
@@ -21,6 +22,8 @@ log = logging.getLogger("hearth.native")
 _backend_lock = threading.Lock()
 _backend_ready = False
 _log_callback = None  # llama.cpp keeps the C pointer: the Python object must outlive every call
+_KV_BUFFER = re.compile(r"KV buffer size\s*=\s*([0-9.]+) MiB")
+_kv_buffers: list[float] | None = None  # while a context is being created: the KV buffers it logs
 
 
 def init_backend() -> None:
@@ -35,6 +38,8 @@ def init_backend() -> None:
         def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
             # llama.cpp is chatty at load time; keep its lines at debug so our own logs stay readable.
             message = text.decode("utf-8", errors="replace").rstrip()
+            if _kv_buffers is not None and (found := _KV_BUFFER.search(message)):
+                _kv_buffers.append(float(found[1]))
             if message:
                 log.debug("llama.cpp: %s", message)
 
@@ -143,7 +148,16 @@ class Context:
         # One KV stream per sequence: attention then scans only a sequence's own cells, not every
         # session's, and each sequence gets n_ctx / n_seq_max positions.
         params.kv_unified = False
-        handle = C.llama_init_from_model(model.handle, params)
+        global _kv_buffers
+        with _backend_lock:
+            # llama.cpp logs each KV buffer it allocates: the only count that knows a sliding-window
+            # cache is smaller than n_ctx cells of every layer, on any architecture and device.
+            _kv_buffers = []
+            try:
+                handle = C.llama_init_from_model(model.handle, params)
+                self.kv_cache_bytes = int(sum(_kv_buffers) * 2**20) or None
+            finally:
+                _kv_buffers = None
         if not handle:
             raise ModelLoadFailed(
                 f"llama.cpp could not create a context of {n_ctx} tokens: lower the context size "
@@ -176,6 +190,29 @@ class Context:
     def forget(self, seq_id: int, start: int = 0) -> bool:
         """Drop the sequence's cache from position `start` on; False when llama.cpp cannot cut there."""
         return bool(C.llama_memory_seq_rm(self._memory, seq_id, start, -1))
+
+    def swap(self, a: int, b: int) -> None:
+        """Exchange the caches of sequences `a` and `b` (either may hold nothing). Through host
+        memory, so only the cells in use are copied (llama_memory_seq_cp between KV streams copies
+        whole streams)."""
+        saved = self._save(a), self._save(b)
+        self.forget(a)
+        self.forget(b)
+        self._restore(saved[0], b)
+        self._restore(saved[1], a)
+
+    def _save(self, seq_id: int):
+        if self.pos_min(seq_id) < 0:
+            return None
+        size = C.llama_state_seq_get_size(self.handle, seq_id)
+        data = (ctypes.c_uint8 * size)()
+        if C.llama_state_seq_get_data(self.handle, data, size, seq_id) != size:
+            raise RuntimeError(f"llama.cpp could not save the cache of sequence {seq_id}")
+        return data
+
+    def _restore(self, data, seq_id: int) -> None:
+        if data is not None and not C.llama_state_seq_set_data(self.handle, data, len(data), seq_id):
+            raise RuntimeError(f"llama.cpp could not restore a cache into sequence {seq_id}")
 
     def close(self) -> None:
         if self._handle is not None:

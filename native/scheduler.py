@@ -25,6 +25,7 @@ from native.stream import Completion, Timings, Usage
 log = logging.getLogger("hearth.engine")
 
 EMA = 0.2  # weight of the newest step in the moving tok/s figures
+MOVE_WORTH = 32  # tokens a sequence must still have to generate before its cache is swapped
 
 
 class Scheduler:
@@ -52,6 +53,7 @@ class Scheduler:
         self.prefill_rate = 0.0
         self.decode_rate = 0.0
         self.steps = 0
+        self.swaps = 0  # swaps of caches that put running sequences side by side
         self.step_seconds = 0.0  # whole steps: pack, decode, sample, stream
         self.decode_seconds = 0.0  # inside llama_decode: the rest of a step is this loop's overhead
 
@@ -133,7 +135,8 @@ class Scheduler:
         except Exception as exc:  # one bad request must not take the scheduler down
             request.stream._finish(_unserved(request, "error", f"{type(exc).__name__}: {exc}"))
             return True
-        slot = self.slots.choose(request.tokens, request.session)
+        running = {a.slot.seq_id for a in self.active}
+        slot = self.slots.choose(request.tokens, request.session, running)
         if slot is None:
             sampler.close()
             return False
@@ -172,6 +175,7 @@ class Scheduler:
 
     def _step(self) -> None:
         started = time.perf_counter()
+        self._close_gaps()
         outputs, n_decode, n_prefill = self._pack()
         decode_started = time.perf_counter()
         try:
@@ -196,6 +200,41 @@ class Scheduler:
             self.decode_rate = _ema(self.decode_rate, n_decode / elapsed)
         if n_prefill:
             self.prefill_rate = _ema(self.prefill_rate, n_prefill / elapsed)
+
+    def _close_gaps(self) -> None:
+        """Keep the running sequences' ids consecutive, swapping caches when they are not: llama.cpp
+        decodes a run of consecutive ids in one pass (see `_pack`), so busy slots 0 and 2 would cost
+        two passes over the weights per step. A swap copies the caches of both slots, which costs
+        about what a few decode steps do; a sequence near its end is not worth it."""
+        busy = {a.slot.seq_id for a in self.active}
+        if len(busy) < 2 or max(busy) - min(busy) + 1 == len(busy):
+            return
+        table = self.slots.slots
+
+        def cost(window: range) -> int:  # cells copied: the movers' and those of the slots they take
+            outside = [len(table[i].tokens) for i in busy if i not in window]
+            inside = sorted(len(table[i].tokens) for i in window if i not in busy)
+            return sum(outside) + sum(inside[: len(outside)])
+
+        window = min((range(s, s + len(busy)) for s in range(len(table) - len(busy) + 1)), key=cost)
+        movers = [a for a in self.active if a.slot.seq_id not in window]
+        if any(a.remaining < MOVE_WORTH for a in movers):
+            return
+        # Emptier slots first: their caches cost least to move out of the way.
+        places = sorted((i for i in window if i not in busy), key=lambda i: len(table[i].tokens))
+        for active, place in zip(movers, places, strict=True):
+            log.debug("swapping slots %d and %d: running sequences side by side", active.slot.seq_id, place)
+            try:
+                self.ctx.swap(active.slot.seq_id, place)
+            except RuntimeError as exc:  # both caches are gone: their sessions start over
+                log.exception("swapping slots failed")
+                for slot in (active.slot, table[place]):
+                    self.ctx.forget(slot.seq_id)
+                    slot.tokens.clear()
+                self._finish(active, "error", f"{type(exc).__name__}: {exc}")
+                continue
+            self.slots.exchange(active.slot, table[place])
+            self.swaps += 1
 
     def _pack(self) -> tuple[list[tuple[Active, int]], int, int]:
         """Fill the batch; returns (sequences that get logits, with their batch index), decode and

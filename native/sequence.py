@@ -45,6 +45,11 @@ class Active:
     def prefilling(self) -> bool:
         return self.cursor < len(self.request.tokens)
 
+    @property
+    def remaining(self) -> int:
+        """Tokens it may still generate."""
+        return self.request.sampling.max_new_tokens - self.n_gen
+
     def completion(self, finish: str, error: str | None = None) -> Completion:
         ended = time.perf_counter()
         prefilled = self.prefilled or ended

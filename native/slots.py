@@ -43,6 +43,13 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def _fresh_slot_order(slot: Slot, busy: set[int]) -> tuple:
+    """Empty slots first, beside the running ones if possible; then the least recently used."""
+    if slot.tokens:
+        return (1, slot.last_used)
+    return (0, bool(busy) and slot.seq_id - 1 not in busy and slot.seq_id + 1 not in busy, slot.seq_id)
+
+
 class SlotTable:
     """Chooses a slot for each request: the session's own, else the longest common prefix, else LRU."""
 
@@ -53,9 +60,10 @@ class SlotTable:
     def idle(self) -> list[Slot]:
         return [s for s in self.slots if s.state is SlotState.IDLE]
 
-    def choose(self, tokens: list[int], session: str | None) -> Slot | None:
+    def choose(self, tokens: list[int], session: str | None, busy: set[int] = frozenset()) -> Slot | None:
         """The slot this request should run in, or None if it must wait (no idle slot, or its
-        session's slot is still busy with an earlier request)."""
+        session's slot is still busy with an earlier request). `busy`: the sequence ids running now;
+        an empty slot next to them is taken first (llama.cpp decodes consecutive ids in one pass)."""
         if session is not None and (own := self._by_session.get(session)) is not None:
             return own if own.state is SlotState.IDLE else None
         idle = self.idle()
@@ -67,7 +75,7 @@ class SlotTable:
         if best is not None and (lcp := common_prefix(best.tokens, tokens)) > 0:
             rule, slot = f"longest common prefix ({lcp} tokens)", best
         else:
-            slot = min(idle, key=lambda s: (bool(s.tokens), s.last_used))
+            slot = min(idle, key=lambda s: _fresh_slot_order(s, busy))
             rule = (
                 "empty slot" if not slot.tokens else f"least recently used (evicts {len(slot.tokens)} tokens)"
             )
@@ -81,6 +89,12 @@ class SlotTable:
         slot.session = session
         if session is not None:
             self._by_session[session] = slot
+
+    def exchange(self, a: Slot, b: Slot) -> None:
+        """Swap the sequence ids of two slots, after their caches were swapped in llama.cpp: each slot
+        keeps its session, tokens and state."""
+        a.seq_id, b.seq_id = b.seq_id, a.seq_id
+        self.slots[a.seq_id], self.slots[b.seq_id] = a, b
 
     def release(self, slot: Slot) -> None:
         slot.state = SlotState.IDLE

@@ -102,14 +102,15 @@ def test_eight_concurrent_streams_with_different_settings_all_complete(engine):
         assert texts[i] == c.text
 
 
-def test_a_step_hands_llama_cpp_its_decoding_sequences_in_ascending_order(engine):
-    """llama.cpp runs a batch in one pass only when its sequence ids ascend (one KV stream per
-    sequence): requests that arrive in another order must still be decoded together."""
-    for name in ("order-a", "order-b"):  # each session gets a slot of its own
-        one_token = SamplingParams(max_new_tokens=1)
-        engine.submit(chatml(f"Hello from {name}."), one_token, session=name).result(60)
-    slots = engine._scheduler.slots._by_session
-    later, earlier = sorted(("order-a", "order-b"), key=lambda n: slots[n].seq_id, reverse=True)
+@pytest.fixture
+def three_slots(engine):
+    small = Engine(engine.info, engine.device, n_ctx=1024, parallel=3)
+    yield small
+    small.close()
+
+
+def recorded_batches(engine: Engine) -> tuple[list[list[int]], object]:
+    """Start recording the sequence ids of every batch the engine decodes; returns (log, stop)."""
     seen: list[list[int]] = []
     decode = engine._ctx.decode
 
@@ -118,6 +119,18 @@ def test_a_step_hands_llama_cpp_its_decoding_sequences_in_ascending_order(engine
         decode(batch)
 
     engine._ctx.decode = recording
+    return seen, lambda: engine._ctx.__dict__.pop("decode", None)
+
+
+def test_a_step_hands_llama_cpp_its_decoding_sequences_in_ascending_order(engine):
+    """llama.cpp runs a batch in one pass only when its sequence ids ascend (one KV stream per
+    sequence): requests that arrive in another order must still be decoded together."""
+    for name in ("order-a", "order-b"):  # each session gets a slot of its own
+        one_token = SamplingParams(max_new_tokens=1)
+        engine.submit(chatml(f"Hello from {name}."), one_token, session=name).result(60)
+    slots = engine._scheduler.slots._by_session
+    later, earlier = sorted(("order-a", "order-b"), key=lambda n: slots[n].seq_id, reverse=True)
+    seen, stop = recorded_batches(engine)
     try:
         # The higher slot's request arrives first.
         streams = [
@@ -126,10 +139,50 @@ def test_a_step_hands_llama_cpp_its_decoding_sequences_in_ascending_order(engine
         for stream in streams:
             stream.result(60)
     finally:
-        del engine._ctx.decode
+        stop()
     both = [ids for ids in seen if len(ids) == 2 and len(set(ids)) == 2]
     assert len(both) > 10, seen
     assert all(ids == sorted(ids) for ids in both), both
+
+
+def test_running_sequences_are_put_side_by_side_and_every_cache_survives(engine, three_slots):
+    """A runs in slot 0, B's idle cache sits in slot 1 and D starts in slot 2: llama.cpp would take two
+    passes per step, so D and B swap slots; A, B and D all answer as if nothing had moved."""
+    greedy = SamplingParams(temperature=0, max_new_tokens=60)
+    a_first, b_first = chatml("Tell me about cats."), chatml("Hi, I am B.")
+    a1 = three_slots.submit(a_first, SamplingParams(temperature=0, max_new_tokens=24), session="A").result(60)
+    b1 = three_slots.submit(b_first, SamplingParams(temperature=0, max_new_tokens=8), session="B").result(60)
+    slots = three_slots._scheduler.slots._by_session
+    assert (slots["A"].seq_id, slots["B"].seq_id) == (0, 1)
+
+    a_second, d_first = (
+        chatml("Tell me about cats.", a1.text, "And about dogs?"),
+        chatml("Count to a hundred."),
+    )
+    seen, stop = recorded_batches(three_slots)
+    try:
+        a2, d1 = (
+            s.result(60)
+            for s in [
+                three_slots.submit(a_second, greedy, session="A"),
+                three_slots.submit(d_first, greedy, session="D"),
+            ]
+        )
+    finally:
+        stop()
+    assert three_slots.stats()["cache_swaps_total"] == 1
+    assert (slots["A"].seq_id, slots["D"].seq_id, slots["B"].seq_id) == (0, 1, 2)
+    pairs = [ids for ids in seen if len(ids) == 2 and len(set(ids)) == 2]
+    assert len(pairs) > 10 and all(ids == [0, 1] for ids in pairs), seen
+
+    b_second = chatml("Hi, I am B.", b1.text, "What is my name?")
+    b2 = three_slots.submit(b_second, greedy, session="B").result(60)
+    # B's cache travelled with it: only its new turn was computed.
+    assert b2.usage.cached_tokens >= b1.usage.prompt_tokens + b1.usage.completion_tokens - 1
+    # Every reply is the one an engine that never swapped anything gives.
+    for prompt, reply in [(a_second, a2), (d_first, d1), (b_second, b2)]:
+        fresh = engine.submit(prompt, greedy, session=f"fresh-{prompt[-30:]}").result(60)
+        assert reply.text == fresh.text
 
 
 def test_each_turn_prefills_only_the_new_tokens(engine):
@@ -252,6 +305,16 @@ def test_stats_report_slots_queue_and_cache(two_slots):
     assert max(stats["cached_tokens"]) > 0
     assert stats["decode_tokens_per_s"] > 0
     assert stats["samplers_live"] >= 0
+    assert stats["steps_total"] > 0
+    assert 0 < stats["llama_decode_seconds_total"] <= stats["step_seconds_total"]
+    # A full cache: every layer keeps n_ctx cells of each slot.
+    assert stats["kv_cache_bytes"] == two_slots.info.kv_bytes_per_token * two_slots.n_ctx * 2
+
+
+def test_a_sliding_window_cache_is_counted_at_its_real_size(gemma):
+    full = gemma.info.kv_bytes_per_token * gemma.n_ctx * gemma.parallel
+    # Gemma 3 keeps the whole context in 1 layer of 6; the others keep their 512-token window.
+    assert full / 3 < gemma.stats()["kv_cache_bytes"] < full / 2
 
 
 def test_gemma_long_conversation_reuses_cache_past_the_sliding_window(gemma):
@@ -333,3 +396,33 @@ def test_waiting_requests_know_their_place_in_the_queue(two_slots):
         stream.cancel()
     assert [s.result(60).finish_reason for s in queued] == ["cancelled"] * 3
     assert [s.queue_position for s in queued] == [None, None, None]
+
+
+def test_gemma_sliding_window_cache_survives_a_swap(gemma):
+    """B's idle cache (past the 512-token window) is swapped out of the way of two running sequences;
+    its next turn equals the same turns in an engine where nothing moved."""
+    three = Engine(gemma.info, gemma.device, n_ctx=2048, parallel=3)
+    try:
+        params = [SamplingParams(temperature=0, max_new_tokens=n) for n in (8, 60)]
+        b_first = gemma_chat([], "Hi, I am B. " + ", ".join(f"thing {i}" for i in range(150)))
+        three.submit(gemma_chat([], "Tell me about cats."), params[0], session="A").result(120)
+        b1 = three.submit(b_first, params[0], session="B").result(120)
+        assert b1.usage.prompt_tokens > 512
+        b_second = gemma_chat([(b_first.split("\n")[1].removesuffix("<end_of_turn>"), b1.text)], "Who am I?")
+        running = [
+            three.submit(gemma_chat([], "Tell me about dogs."), params[1], session="A"),
+            three.submit(gemma_chat([], "Count to a hundred."), params[1], session="D"),
+        ]
+        for stream in running:
+            stream.result(120)
+        assert three.stats()["cache_swaps_total"] == 1
+        assert three._scheduler.slots._by_session["B"].seq_id == 2
+        b2 = three.submit(b_second, params[1], session="B").result(120)
+    finally:
+        three.close()
+    assert b2.usage.cached_tokens == b1.usage.prompt_tokens + b1.usage.completion_tokens - 1
+    # The same turns, with the same prefill and decode steps, where no cache moved.
+    gemma.submit(b_first, params[0], session="B-still").result(120)
+    still = gemma.submit(b_second, params[1], session="B-still").result(120)
+    assert still.usage.cached_tokens == b2.usage.cached_tokens
+    assert b2.text == still.text
