@@ -38,6 +38,9 @@ bench: install
 	$(PY) bench/decode.py
 	$(PY) bench/settings.py
 	$(PY) bench/threads.py
+	$(PY) bench/turns.py
+	$(PY) bench/concurrent.py
+	$(PY) bench/rest.py
 
 install: $(STAMP)
 
