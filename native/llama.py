@@ -24,6 +24,7 @@ _backend_ready = False
 _log_callback = None  # llama.cpp keeps the C pointer: the Python object must outlive every call
 _KV_BUFFER = re.compile(r"KV buffer size\s*=\s*([0-9.]+) MiB")
 _kv_buffers: list[float] | None = None  # while a context is being created: the KV buffers it logs
+_kv_buffers_lock = threading.Lock()  # one context creation at a time fills `_kv_buffers`
 
 
 def init_backend() -> None:
@@ -153,7 +154,7 @@ class Context:
         # replies from the cache stop matching the uncached ones (measured: 5 tests fail). It does
         # cost time to first token on long chats: 17 new tokens after 3,000 take 188 ms against 102.
         global _kv_buffers
-        with _backend_lock:
+        with _kv_buffers_lock:
             # llama.cpp logs each KV buffer it allocates: the only count that knows a sliding-window
             # cache is smaller than n_ctx cells of every layer, on any architecture and device.
             _kv_buffers = []

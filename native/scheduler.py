@@ -191,8 +191,7 @@ class Scheduler:
         decoded = time.perf_counter()
         for active, index in outputs:
             self._sample(active, index)
-        finished = time.perf_counter()
-        elapsed = max(finished - started, 1e-9)
+        elapsed = max(time.perf_counter() - started, 1e-9)
         self.steps += 1
         self.step_seconds += elapsed
         self.decode_seconds += decoded - decode_started
