@@ -9,7 +9,7 @@ runs clients. Same model, threads, prompts and greedy sampling; warm-up first; r
 Prints JSON. Targets: one SSE stream >= 0.97x the engine's decode tok/s; 8 concurrent SSE streams
 >= 0.95x the aggregate tok/s of 8 direct engine streams.
 
-    .venv/bin/python bench/rest.py [--model default] [--tokens 256] [--runs 3]
+    .venv/bin/python bench/rest.py [--model default] [--tokens 256] [--runs 3] [--stream-interval-ms MS]
 """
 
 from __future__ import annotations
@@ -226,8 +226,15 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="llama.cpp threads (default: physical cores)"
     )
+    parser.add_argument(
+        "--stream-interval-ms",
+        type=int,
+        default=None,
+        help="Hearth's server's least time between two SSE events (default: the server's own)",
+    )
     parser.add_argument("--worker", choices=["hearth", "llama_cpp"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from llm.rest.settings import ServerSettings
     from native.hardware import default_threads
 
     threads = args.threads or default_threads()
@@ -237,6 +244,8 @@ def main() -> None:
     tokens = {"single": args.tokens, "many": args.tokens}
     path, n_ctx = model_file(args.model)
     hearth_args = ["llm.rest", "--model", args.model, "--parallel", str(STREAMS), "--threads", str(threads)]
+    if args.stream_interval_ms is not None:
+        hearth_args += ["--stream-interval-ms", str(args.stream_interval_ms)]
     llama_args = ["llama_cpp.server", "--model", str(path), "--n_ctx", str(n_ctx)]
     llama_args += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
     llama_args += ["--interrupt_requests", "False"]  # else each new request cuts the running stream short
@@ -258,6 +267,9 @@ def main() -> None:
                 "bench": "rest",
                 "model": path.name,
                 "threads": threads,
+                "hearth_stream_interval_ms": args.stream_interval_ms
+                if args.stream_interval_ms is not None
+                else ServerSettings.model_fields["stream_interval_ms"].default,
                 "hearth_server": hearth,
                 "llama_cpp_python_server": other,
                 "hearth_sse_over_llama_cpp_python_sse": {

@@ -1,7 +1,8 @@
 """What `engine.submit` returns: text deltas for sync and async consumers, ending in a `Completion`.
 
 The engine's thread produces; any number of threads or event loops consume. Consumers block on a
-condition (sync) or an asyncio.Event woken with `call_soon_threadsafe` (async): nobody polls.
+condition (sync) or an asyncio.Event woken with `call_soon_threadsafe` (async): nobody polls, and an
+async consumer's loop is woken only while it waits, not for every delta it will read anyway.
 A consumer that stops iterating early (a dropped client, a `break`) cancels the generation.
 """
 
@@ -63,7 +64,7 @@ class Stream:
         self._completion: Completion | None = None
         self._cond = threading.Condition()  # wakes sync iterators on every delta
         self._done = threading.Event()  # wakes `result()` waiters once, at the end
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._waiters: list[_AsyncWaiter] = []
         self._cancel = threading.Event()
         self.queue_position: int | None = None
         """1 for the next request to get a slot, 2 for the one after...; None while it has one (or
@@ -75,23 +76,25 @@ class Stream:
         if delta:
             with self._cond:
                 self._deltas.append(delta)
-            self._wake()
+            self._wake(ending=False)
 
     def _finish(self, completion: Completion) -> None:
         self.queue_position = None
         with self._cond:
             self._completion = completion
         self._done.set()
-        self._wake()
+        self._wake(ending=True)
 
-    def _wake(self) -> None:
+    def _wake(self, ending: bool) -> None:
         with self._cond:
             self._cond.notify_all()
-            waiters = list(self._waiters)
-        for loop, event in waiters:
+            waking = [w for w in self._waiters if w.armed is _ANY or (ending and w.armed is _END)]
+            for waiter in waking:
+                waiter.armed = None  # one wake per wait: the loop is not called again for nothing
+        for waiter in waking:
             # A closed loop means that consumer is gone: nobody to wake.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(event.set)
+                waiter.loop.call_soon_threadsafe(waiter.event.set)
 
     @property
     def cancelled(self) -> bool:
@@ -155,30 +158,73 @@ class Stream:
     def __aiter__(self) -> AsyncIterator[str]:
         return self._aiter(joined=False)
 
-    def ajoined(self) -> AsyncIterator[str]:
+    def ajoined(self, interval: float = 0.0) -> AsyncIterator[str]:
         """Async iteration where each item joins every delta that arrived since the previous one: a
         consumer slower than the engine (a network client) gets fewer, larger pieces instead of
-        falling further behind one delta at a time."""
-        return self._aiter(joined=True)
+        falling further behind one delta at a time.
 
-    async def _aiter(self, joined: bool) -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        event = asyncio.Event()
+        `interval`: at least this many seconds between items (the first comes at once, and the end
+        of the generation cuts a pause short). Each item then holds what the pause gathered: a network
+        stream sends a few events a second fewer, and on a small machine every event costs the server
+        and its client CPU time that generation would otherwise use."""
+        return self._aiter(joined=True, interval=interval)
+
+    async def _aiter(self, joined: bool, interval: float = 0.0) -> AsyncIterator[str]:
+        waiter = _AsyncWaiter(asyncio.get_running_loop())
         with self._cond:
-            self._waiters.append((loop, event))
+            self._waiters.append(waiter)
         try:
             while True:
-                item = self._next_item(joined)
+                with self._cond:
+                    item = self._next_item(joined)
+                    if item is None:
+                        waiter.arm(_ANY)
                 if isinstance(item, Completion):
                     self._raise_if_failed(item)
                     return
-                if item is not None:
-                    yield item
+                if item is None:
+                    await waiter.event.wait()
                     continue
-                await event.wait()
-                event.clear()
+                yield item
+                if interval > 0:
+                    await self._pause(waiter, interval)
         finally:
             with self._cond:
-                self._waiters.remove((loop, event))
+                self._waiters.remove(waiter)
             if not self.done:
                 self.cancel()
+
+    async def _pause(self, waiter: _AsyncWaiter, seconds: float) -> None:
+        """Sleep `seconds`, or less if the generation ends: its last words are not held back."""
+        with self._cond:
+            if self._completion is not None:
+                return
+            waiter.arm(_END)
+        try:
+            async with asyncio.timeout(seconds):
+                await waiter.event.wait()
+        except TimeoutError:
+            pass
+        finally:
+            with self._cond:
+                waiter.armed = None
+
+
+_ANY, _END = "any", "end"  # what an async consumer waits for: any delta, or only the end
+
+
+class _AsyncWaiter:
+    """One async consumer's wake-up call: its loop and event, and what it is waiting for (None while
+    it is busy, so deltas that arrive meanwhile wake nothing)."""
+
+    __slots__ = ("loop", "event", "armed")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.event = asyncio.Event()
+        self.armed: str | None = None
+
+    def arm(self, what: str) -> None:
+        """Call with the stream's lock held, after finding nothing to read."""
+        self.event.clear()
+        self.armed = what

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 
 import pytest
 
@@ -147,6 +148,19 @@ async def test_a_slow_async_consumer_gets_joined_deltas_that_add_up(engine, chat
     assert pieces == [expected.text]  # everything that had arrived comes as one piece
     live = engine.submit(chat_prompt, GREEDY)
     assert "".join([piece async for piece in live.ajoined()]) == expected.text
+
+
+async def test_a_paced_consumer_gets_a_piece_per_interval_and_the_end_at_once(engine, chat_prompt):
+    expected = engine.submit(chat_prompt, GREEDY).result(60)
+    started = time.monotonic()
+    pieces = [piece async for piece in engine.submit(chat_prompt, GREEDY).ajoined(interval=30.0)]
+    # The first delta comes at once; the rest arrive during the 30 s pause, which the end cuts short.
+    assert "".join(pieces) == expected.text
+    assert len(pieces) == 2
+    assert time.monotonic() - started < 30
+    paced = [piece async for piece in engine.submit(chat_prompt, GREEDY).ajoined(interval=0.05)]
+    assert "".join(paced) == expected.text
+    assert 2 <= len(paced) < expected.usage.completion_tokens  # tokens come faster than 20 a second
 
 
 async def test_cancelled_async_consumer_cancels_generation(engine, chat_prompt):

@@ -93,6 +93,23 @@ def test_streamed_chat_adds_up_to_the_reply_and_ends_with_usage(client):
     assert all(c.usage is None for c in chunks[:-1])
 
 
+def test_fast_tokens_are_sent_together_at_most_every_stream_interval(client):
+    """The server's default --stream-interval-ms (50): tokens that come faster share an event."""
+    whole = client.completions.create(model="default", prompt=COUNTING, max_tokens=48, temperature=0)
+    started = time.monotonic()
+    chunks = list(
+        client.completions.create(
+            model="default", prompt=COUNTING, max_tokens=48, temperature=0, stream=True
+        )
+    )
+    elapsed = time.monotonic() - started
+    texts = [c.choices[0].text for c in chunks if c.choices[0].text]
+    assert "".join(texts) == whole.choices[0].text
+    assert whole.usage.completion_tokens == 48
+    # One event at once, then one per 50 ms pause, the last of which the end may cut short.
+    assert 2 <= len(texts) <= elapsed / 0.05 + 2 < 48
+
+
 def test_text_completion_streamed_and_not_is_the_llms_greedy_continuation(client):
     expected = HearthLLM(model="default", temperature=0.0, max_new_tokens=8).invoke(
         "The capital of France is"

@@ -48,6 +48,7 @@ def test_help_lists_every_flag():
         "--api-key",
         "--parallel",
         "--ctx-size",
+        "--stream-interval-ms",
     ]:
         assert flag in result.stdout
     assert "--insecure" in result.stdout and "NAME=MODEL" in result.stdout

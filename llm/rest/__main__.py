@@ -42,6 +42,7 @@ def parser() -> argparse.ArgumentParser:
         ("parallel", "N"),
         ("ctx_size", "TOKENS"),
         ("threads", "N"),
+        ("stream_interval_ms", "MS"),
     ]:
         p.add_argument(
             "--" + name.replace("_", "-"), dest=name, metavar=metavar, help=fields[name].description

@@ -126,7 +126,8 @@ async def _generate(
     reply = Reply(kind, model.uid, include_usage=body.include_usage, as_calls=as_calls)
     totals: Totals = request.app.state.totals
     if body.stream:
-        return stream_response(reply, streams, totals)
+        interval = request.app.state.settings.stream_interval_ms / 1000
+        return stream_response(reply, streams, totals, interval)
     completions = await gather_unless_gone(request, streams)
     if completions is None:
         return Response(status_code=499)  # the client is gone; nobody reads this

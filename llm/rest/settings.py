@@ -36,6 +36,14 @@ class ServerSettings(EngineConfig):
         None, description="Require `Authorization: Bearer KEY` on every API call (not on /health and /docs)."
     )
     insecure: bool = Field(False, description="Allow a non-loopback host without an API key.")
+    stream_interval_ms: int = Field(
+        50,
+        ge=0,
+        le=1000,
+        description="Least milliseconds between two events of a streamed reply (0: one event per "
+        "token). Tokens that come faster are sent together; each event costs the server and its client "
+        "CPU time that generation would otherwise use.",
+    )
 
     @field_validator("model", mode="before")
     @classmethod

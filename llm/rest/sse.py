@@ -31,10 +31,13 @@ def _event(data: str) -> bytes:
     return b"data: " + data.encode() + b"\n\n"
 
 
-async def events(reply: Reply, streams: list[Stream], totals: Totals) -> AsyncIterator[bytes]:
+async def events(
+    reply: Reply, streams: list[Stream], totals: Totals, interval: float = 0.0
+) -> AsyncIterator[bytes]:
     """Each choice's chunks in turn (every choice generates at once; the later ones wait in their
     streams), then the usage if asked for, then [DONE]. A failure mid-stream becomes an error event,
-    as OpenAI sends one, since the status line has already gone out."""
+    as OpenAI sends one, since the status line has already gone out. `interval`: the least seconds
+    between two text chunks of a choice (see `Stream.ajoined`)."""
     try:
         for index, stream in enumerate(streams):
             if reply.as_calls:  # a call's JSON is not text for the user: sent whole, as a tool call
@@ -45,7 +48,7 @@ async def events(reply: Reply, streams: list[Stream], totals: Totals) -> AsyncIt
                 continue
             if reply.kind == "chat":
                 yield _event(reply.chunk(index, "", first=True))
-            async for delta in stream.ajoined():  # a lagging client gets fewer, larger chunks
+            async for delta in stream.ajoined(interval):  # a lagging client gets fewer, larger chunks
                 yield _event(reply.chunk(index, delta))
             _check(stream.completion)  # type: ignore[arg-type]
             yield _event(reply.chunk(index, None, stream.completion.finish_reason))  # type: ignore[union-attr]
@@ -65,11 +68,13 @@ def _check(completion: Completion) -> None:
         raise EngineFailed(f"the generation ended with {completion.finish_reason}")
 
 
-def stream_response(reply: Reply, streams: list[Stream], totals: Totals) -> EventSourceResponse:
+def stream_response(
+    reply: Reply, streams: list[Stream], totals: Totals, interval: float = 0.0
+) -> EventSourceResponse:
     async def client_gone(message: dict) -> None:
         cancel_all(streams)
 
-    body = events(reply, streams, totals)
+    body = events(reply, streams, totals, interval)
     return EventSourceResponse(body, sep="\n", client_close_handler_callable=client_gone)
 
 
