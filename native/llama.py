@@ -149,10 +149,12 @@ class Context:
         # One KV stream per sequence: attention then scans only a sequence's own cells, not every
         # session's, and each sequence gets n_ctx / n_seq_max positions.
         params.kv_unified = False
-        # Flash attention stays llama.cpp's choice (on, on the CPU): without it a prompt computed in
-        # one piece and the same prompt computed after a cached prefix round differently, and greedy
-        # replies from the cache stop matching the uncached ones (measured: 5 tests fail). It does
-        # cost time to first token on long chats: 17 new tokens after 3,000 take 188 ms against 102.
+        # Flash attention stays llama.cpp's choice (on, on the CPU). Neither way is bitwise stable
+        # across chunkings: with it, a chunk of under 64 tokens per sequence takes a row-at-a-time
+        # kernel and a longer one a tiled kernel; without it, a one-token chunk takes another matmul
+        # path. Their rounding differs, and without flash attention it flips greedy replies from the
+        # cache against uncached ones (measured: 5 tests fail; none with it). It does cost time to
+        # first token on long chats: 17 new tokens after 3,000 take 188 ms against 102.
         global _kv_buffers
         with _kv_buffers_lock:
             # llama.cpp logs each KV buffer it allocates: the only count that knows a sliding-window
