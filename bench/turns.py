@@ -95,6 +95,11 @@ def ratio(ttfts: list[list[float]]) -> dict:
         "last_turn_ttft_ms": round(last * 1000, 1),
         "ratio": round(last / first, 2),
         "samples": len(ttfts),
+        # The curve in between: how much of the growth is already there at turn 2 (the new tokens of a
+        # turn: separator, question, header) and how much comes with the history.
+        "ttft_ms_by_turn": [
+            round(statistics.median(t[i] for t in ttfts) * 1000, 1) for i in range(len(ttfts[0]))
+        ],
     }
 
 

@@ -109,7 +109,10 @@ def stored_replies(data_dir: Path, thread_id: str) -> list[str]:
 
 def words(text: str, count: int = 3) -> re.Pattern:
     """The first words of `text` as the page shows them (markdown marks may sit between them)."""
-    return re.compile(r"\W+".join(re.findall(r"\w+", text)[:count]))
+    found = re.findall(r"\w+", text)[:count]
+    if not found:  # a reply of symbols only (the model can answer in emoji): its first characters
+        return re.compile(re.escape(text.strip()[:count]))
+    return re.compile(r"\W+".join(found))
 
 
 def login(page: Page, url: str, name: str, password: str) -> None:
