@@ -7,6 +7,10 @@ interleaved), over `--repeats` rounds (3) of different conversations: a first tu
 milliseconds, so one sample of it moves with every scheduler tick. `cached_share` is how much of the
 last turn's prompt came from the cache (Hearth only).
 
+Hearth's turns pass the template's turn separator as `followed_by`, as the Chainlit app's chain does:
+a session idle while others are answered gets it computed ahead. `--no-follow-ups` leaves it out.
+Turns are sent back to back, with no time to read or type.
+
     .venv/bin/python bench/turns.py [--model default] [--turns 10] [--reply-tokens 64] [--repeats 3]
 """
 
@@ -46,8 +50,11 @@ QUESTIONS = [
 LAST_TURN_CACHE: list[float] = []
 
 
-def hearth_turn(engine: Engine, text: str, session: str, tokens: int) -> tuple[float, str]:
-    completion = engine.submit(text, SamplingParams(temperature=0, max_new_tokens=tokens), session=session)
+def hearth_turn(
+    engine: Engine, text: str, session: str, tokens: int, follow: str | None
+) -> tuple[float, str]:
+    sampling = SamplingParams(temperature=0, max_new_tokens=tokens)
+    completion = engine.submit(text, sampling, session=session, followed_by=follow)
     done = completion.result()
     LAST_TURN_CACHE.append(done.usage.cached_tokens / done.usage.prompt_tokens)
     return done.timings.time_to_first_token, done.text
@@ -110,6 +117,7 @@ def main() -> None:
     parser.add_argument("--reply-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline-only", action="store_true", help="print llama-cpp-python's figures only")
+    parser.add_argument("--no-follow-ups", action="store_true", help="Hearth without `followed_by`")
     args = parser.parse_args()
 
     engine = load_engine(args.model)
@@ -161,12 +169,20 @@ def main() -> None:
         .stdout.strip()
         .splitlines()[-1]
     )
-    hearth = lambda text, session, tokens: hearth_turn(engine, text, session, tokens)  # noqa: E731
+    follow = None if args.no_follow_ups else prompts.turn_separator(template)
+    hearth = lambda text, session, tokens: hearth_turn(engine, text, session, tokens, follow)  # noqa: E731
     hearth("warm up", "w", 4)
-    result = {"bench": "turns", "model": info.path.name, "turns": args.turns, "threads": engine.n_threads}
+    result = {
+        "bench": "turns",
+        "model": info.path.name,
+        "turns": args.turns,
+        "threads": engine.n_threads,
+        "followed_by": follow,
+    }
     for n in (1, 4):
         figures = ratio(conversations(hearth, template, n, args.turns, args.reply_tokens, args.repeats))
         figures["last_turn_cached_share"] = round(LAST_TURN_CACHE[-1], 3)
+        figures["follow_ups"] = engine.stats()["follow_ups_total"]
         result["alone" if n == 1 else f"{n}_interleaved"] = {
             "hearth": figures,
             "llama_cpp_python": baseline[str(n)],

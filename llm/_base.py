@@ -85,12 +85,16 @@ class HearthFields(GenerationFields):
         prompt: str | list[dict[str, str]],
         settings: GenerationSettings,
         extra_stop: tuple[str, ...] = (),
+        followed_by: str | None = None,
     ) -> Stream:
-        """Submit a prompt (or, to a remote engine, chat messages), retrying while the queue is full."""
+        """Submit a prompt (or, to a remote engine, chat messages), retrying while the queue is full.
+        `followed_by`: see `Engine.submit`."""
         engine = self.get_engine()
         for attempt in range(self.max_retries + 1):
             try:
-                return engine.submit(prompt, settings.sampling(extra_stop), session=self.session_id)
+                # Only a local engine takes `followed_by`; engines given by the caller need not.
+                extra = {"followed_by": followed_by} if followed_by else {}
+                return engine.submit(prompt, settings.sampling(extra_stop), session=self.session_id, **extra)
             except EngineBusy:
                 if attempt == self.max_retries:
                     raise

@@ -33,8 +33,13 @@ def build_chain(
     """An LLMChain (conversation history + question -> ChatHearth) around an already loaded engine.
     `chat_template` overrides the template chosen from the model (a built-in name)."""
     settings = settings or GenerationSettings()
+    # A person reads each reply before typing: time enough to compute the next turn's separator.
     chat = ChatHearth(
-        engine=engine, session_id=session_id, chat_template=chat_template, **settings.model_dump()
+        engine=engine,
+        session_id=session_id,
+        chat_template=chat_template,
+        prefill_next_turn=True,
+        **settings.model_dump(),
     )
     return LLMChain(prompt=PROMPT, llm=chat, verbose=False)
 

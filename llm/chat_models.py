@@ -90,6 +90,11 @@ class ChatHearth(BaseChatModel, HearthFields):
     """
 
     chat_template: str | None = Field(None, description="A built-in template name or a JSON file path.")
+    prefill_next_turn: bool = Field(
+        False,
+        description="While the session is idle after a reply, compute the template's turn separator "
+        "into its cache: the next message's time to first token is shorter. Needs `session_id`.",
+    )
 
     _template: prompts.ChatTemplate | None = PrivateAttr(None)
 
@@ -161,7 +166,8 @@ class ChatHearth(BaseChatModel, HearthFields):
             stream = self._submit(self.turns(messages, settings.system_prompt), settings)
             return Submitted(stream, self.model_name, None, tuple(settings.stop))
         prompt, dropped = self._fit(messages, settings)
-        stream = self._submit(prompt.text, settings, prompt.stop)
+        follow = prompts.turn_separator(self.template()) if self.prefill_next_turn else None
+        stream = self._submit(prompt.text, settings, prompt.stop, followed_by=follow)
         stop = settings.sampling(prompt.stop).stop
         return Submitted(stream, self.model_name, prompt.text, stop, dropped)
 

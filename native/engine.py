@@ -28,6 +28,7 @@ log = logging.getLogger("hearth.engine")
 
 DEFAULT_CTX = 4096
 MAX_DEFAULT_PARALLEL = 8
+MAX_FOLLOW_UP = 32  # tokens: a turn separator is a handful; anything longer is no separator
 
 
 def default_parallel() -> int:
@@ -111,11 +112,22 @@ class Engine:
         return self._model.detokenize(tokens)
 
     def submit(
-        self, prompt: str | list[int], sampling: SamplingParams | None = None, session: str | None = None
+        self,
+        prompt: str | list[int],
+        sampling: SamplingParams | None = None,
+        session: str | None = None,
+        *,
+        followed_by: str | None = None,
     ) -> Stream:
         """Queue a generation and return its Stream at once. Raises before any work is done when the
         prompt cannot fit a session's context (ContextOverflow), the queue is full (EngineBusy) or the
-        engine is gone (EngineFailed). `session` keeps a conversation's cache in one slot."""
+        engine is gone (EngineFailed). `session` keeps a conversation's cache in one slot.
+
+        `followed_by`: the text the session's next prompt will carry right after this reply (a chat
+        template's turn separator, `prompts.turn_separator`). When the reply ends at its end-of-turn
+        token or its length and the session then stays idle a moment, the engine computes that text
+        into the session's cache, so the next turn's time to first token is shorter. A next prompt
+        that does not carry it only cuts it off again."""
         self._check_alive()
         sampling = sampling or SamplingParams()
         tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
@@ -128,7 +140,12 @@ class Engine:
         if isinstance(prompt, str):
             log.debug("prompt for session %s: %r", session, prompt)
         log.debug("sampling for session %s: %r", session, sampling)
-        request = Request(tokens, sampling, session, Stream())
+        follow = self.tokenize(followed_by, add_special=False) if followed_by and session is not None else []
+        if len(follow) > MAX_FOLLOW_UP:
+            raise ValueError(
+                f"followed_by is {len(follow)} tokens: a turn separator is at most {MAX_FOLLOW_UP}"
+            )
+        request = Request(tokens, sampling, session, Stream(), followed_by=follow)
         try:
             self._queue.put_nowait(request)
         except queue.Full:
@@ -156,6 +173,7 @@ class Engine:
             "step_seconds_total": round(s.step_seconds, 3),
             "llama_decode_seconds_total": round(s.decode_seconds, 3),
             "cache_swaps_total": s.swaps,
+            "follow_ups_total": s.follow_ups_done,
             "samplers_live": SamplerChain.live,
             "kv_cache_bytes": self._ctx.kv_cache_bytes
             or (self.info.kv_bytes_per_token or 0) * self.n_ctx * self.parallel,

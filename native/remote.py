@@ -71,9 +71,12 @@ class RemoteEngine:
         prompt: str | list[Mapping[str, Any]],
         sampling: SamplingParams | None = None,
         session: str | None = None,
+        *,
+        followed_by: str | None = None,
     ) -> Stream:
         """Send a text prompt to /completions or chat messages to /chat/completions; returns the
-        Stream once the server has accepted the request. Blocks for that one round trip."""
+        Stream once the server has accepted the request. Blocks for that one round trip.
+        `followed_by` is accepted for the local engine's contract; the server keeps its own cache."""
         self._check_open()
         if isinstance(prompt, str) and prompt:
             path, body = "/completions", {"prompt": prompt}

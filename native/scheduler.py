@@ -7,6 +7,13 @@ Each step (continuous batching):
                up to n_batch tokens, so running streams keep flowing while a long prompt is read
   4. decode  - one llama_decode for the whole batch
   5. sample  - each sequence whose logits came out samples with its own chain and streams its text
+
+Follow-ups: a reply that ends at its end-of-turn token (or its length) leaves the session's slot
+holding the prompt and the reply. Its next prompt will repeat them and add the chat template's turn
+separator, the new message and the assistant header. When the request said what that separator is
+(`followed_by`), the scheduler computes it into the cache once the slot has been idle for
+FOLLOW_UP_DELAY, packed beside whatever else is running, so the next turn's prefill is shorter by
+those tokens. A session that sends its next turn sooner simply computes them with its prompt.
 """
 
 from __future__ import annotations
@@ -15,17 +22,31 @@ import logging
 import queue
 import time
 from collections import deque
+from dataclasses import dataclass
 
 from native.llama import Batch, Context, Model
 from native.sampling import build_sampler
 from native.sequence import Active, Request
-from native.slots import SlotState, SlotTable, common_prefix
+from native.slots import Slot, SlotState, SlotTable, common_prefix
 from native.stream import Completion, Timings, Usage
 
 log = logging.getLogger("hearth.engine")
 
 EMA = 0.2  # weight of the newest step in the moving tok/s figures
 MOVE_WORTH = 32  # tokens a sequence must still have to generate before its cache is swapped
+# Seconds a finished session waits before its follow-up is computed. A client that sends its next
+# turn at once (a script, a benchmark) then computes those tokens with its prompt in one pass instead
+# of waiting behind a pass of their own; a person reading the reply leaves far more time than this.
+FOLLOW_UP_DELAY = 0.05
+
+
+@dataclass
+class FollowUp:
+    """Tokens to append to an idle slot's cache once `due` (perf_counter) has passed."""
+
+    slot: Slot
+    tokens: list[int]
+    due: float
 
 
 class Scheduler:
@@ -48,6 +69,9 @@ class Scheduler:
         self.inbox = inbox
         self.waiting: deque[Request] = deque()
         self.active: list[Active] = []
+        self.follow_ups: list[FollowUp] = []
+        self.packed_follow_ups: list[FollowUp] = []  # those in the batch being decoded
+        self.follow_ups_done = 0  # follow-ups computed into a cache
         self.stopping = False
         self.requests = 0
         self.prefill_rate = 0.0
@@ -65,7 +89,7 @@ class Scheduler:
             while not self.stopping:
                 self._admit(block=not self.active and not self.waiting)
                 self._reap()
-                if self.active:
+                if self.active or self._due_follow_ups():
                     self._step()
             return None
         except BaseException as exc:  # a dead scheduler must tell everyone, never leave them hanging
@@ -104,8 +128,12 @@ class Scheduler:
                 still_waiting.append(request)
         self.waiting = still_waiting
         while self.slots.idle() or block:
+            # An idle loop still wakes up for the next follow-up that falls due.
+            timeout = None
+            if block and self.follow_ups:
+                timeout = max(0.0, min(f.due for f in self.follow_ups) - time.perf_counter())
             try:
-                request = self.inbox.get(block=block)
+                request = self.inbox.get(block=block, timeout=timeout)
             except queue.Empty:
                 return
             block = False
@@ -140,6 +168,8 @@ class Scheduler:
         if slot is None:
             sampler.close()
             return False
+        # The prompt brings whatever a pending follow-up of this slot would have computed.
+        self.follow_ups = [f for f in self.follow_ups if f.slot is not slot]
         request.stream.queue_position = None
         self.requests += 1
         reused = common_prefix(slot.tokens, request.tokens)
@@ -177,17 +207,23 @@ class Scheduler:
         started = time.perf_counter()
         self._close_gaps()
         outputs, n_decode, n_prefill = self._pack()
+        if not len(self.batch):
+            return
         decode_started = time.perf_counter()
         try:
             self.ctx.decode(self.batch)
         except Exception as exc:
             # The batch's sequences are in an unknown state: drop their caches, fail their requests.
             log.exception("decode failed")
+            for follow_up in self.packed_follow_ups:
+                self.ctx.forget(follow_up.slot.seq_id)
+                follow_up.slot.tokens.clear()
             for active in list(self.active):
                 self.ctx.forget(active.slot.seq_id)
                 active.slot.tokens.clear()
                 self._finish(active, "error", f"{type(exc).__name__}: {exc}")
             return
+        self.follow_ups_done += len(self.packed_follow_ups)
         decoded = time.perf_counter()
         for active, index in outputs:
             self._sample(active, index)
@@ -269,7 +305,25 @@ class Scheduler:
             active.cursor += len(chunk)
             budget -= len(chunk)
             n_prefill += len(chunk)
+        self.packed_follow_ups = []
+        for follow_up in self._due_follow_ups():
+            slot, tokens = follow_up.slot, follow_up.tokens
+            if len(tokens) > budget:
+                continue  # next step
+            self.follow_ups.remove(follow_up)
+            if len(slot.tokens) + len(tokens) >= self.ctx.n_ctx_seq:
+                continue  # no room left in this session's context
+            for offset, token in enumerate(tokens):
+                batch.add(token, len(slot.tokens) + offset, slot.seq_id, False)
+            slot.tokens.extend(tokens)
+            self.packed_follow_ups.append(follow_up)
+            budget -= len(tokens)
+            n_prefill += len(tokens)
         return outputs, len(decoding), n_prefill
+
+    def _due_follow_ups(self) -> list[FollowUp]:
+        now = time.perf_counter()
+        return [f for f in self.follow_ups if f.due <= now and f.slot.state is SlotState.IDLE]
 
     def _sample(self, active: Active, index: int) -> None:
         now = time.perf_counter()
@@ -279,26 +333,34 @@ class Scheduler:
         token = active.sampler.sample(self.ctx, index)
         active.first = active.first or now
         if self.model.is_eog(token):
-            self._finish(active, "stop")
+            self._finish(active, "stop", pending=[])
             return
         active.n_gen += 1
         active.request.stream._push(active.text.feed(self.model.token_bytes(token)))
         if active.text.stopped:
             self._finish(active, "stop")
         elif active.n_gen >= active.request.sampling.max_new_tokens:
-            self._finish(active, "length")
+            self._finish(active, "length", pending=[token])  # sampled, streamed, not yet in the cache
         elif len(active.slot.tokens) + 1 >= self.ctx.n_ctx_seq:
             self._finish(active, "length")  # the sequence's context is full
         else:
             active.next_token = token
 
-    def _finish(self, active: Active, finish: str, error: str | None = None) -> None:
+    def _finish(
+        self, active: Active, finish: str, error: str | None = None, pending: list[int] | None = None
+    ) -> None:
+        """`pending`: the reply ended where its next turn's prompt carries on (its end-of-turn token, or
+        its length with the last token not yet in the cache), so a follow-up may be queued."""
         stream = active.request.stream
         stream._push(active.text.flush())
         completion = active.completion(finish, error)
         active.sampler.close()
         self.active.remove(active)
         self.slots.release(active.slot)
+        request = active.request
+        if pending is not None and request.followed_by and request.session is not None:
+            due = time.perf_counter() + FOLLOW_UP_DELAY
+            self.follow_ups.append(FollowUp(active.slot, [*pending, *request.followed_by], due))
         log.info(
             "model=%s session=%s slot=%d prompt=%d cached=%d completion=%d finish=%s ttft=%.3fs "
             "prefill=%.0f tok/s decode=%.1f tok/s",

@@ -19,6 +19,9 @@ class Request:
     session: str | None
     stream: Stream
     submitted: float = field(default_factory=time.perf_counter)
+    followed_by: list[int] = field(default_factory=list)
+    """Tokens the session's next prompt will almost surely carry after this reply (the chat template's
+    turn separator): computed into the cache once the session has been idle a moment."""
 
 
 class Active:

@@ -11,6 +11,7 @@ sandbox. This package imports nothing else of Hearth's and never tokenizes.
 from prompts.choose import template_for
 from prompts.errors import TemplateError, UnknownTemplate
 from prompts.render import Prompt, render
+from prompts.separator import turn_separator
 from prompts.template import ChatTemplate, get_template, list_templates
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "list_templates",
     "render",
     "template_for",
+    "turn_separator",
 ]

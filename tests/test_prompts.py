@@ -121,6 +121,7 @@ def test_public_names_are_pinned():
         "list_templates",
         "render",
         "template_for",
+        "turn_separator",
     ]
     assert sorted(prompts.__all__) == sorted(expected)
 
@@ -387,3 +388,36 @@ def test_rendering_again_does_not_compile_the_template_again():
     for _ in range(3):
         render(CONVERSATION, "llama-3")
     assert compile_template.cache_info().misses == misses
+
+
+# -- the turn separator (what the engine computes ahead while a chat is idle) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "separator"),
+    [
+        ("chat-ml", "<|im_end|>\n<|im_start|>user\n"),
+        ("gemma", "<end_of_turn>\n<start_of_turn>user\n"),
+        ("llama-3", "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"),
+    ],
+)
+def test_turn_separator_is_the_text_between_a_reply_and_the_next_message(name, separator):
+    assert prompts.turn_separator(name) == separator
+    reply, question = "Fine, thanks.", "And you?"
+    first = prompts.render([{"role": "user", "content": "Hi"}], name).text
+    turns = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": question},
+    ]
+    assert prompts.render(turns, name).text.startswith(first + reply + separator + question)
+
+
+def test_turn_separator_is_none_when_the_history_is_rendered_differently_the_next_time():
+    # This template shows only the latest exchange: the cached reply never starts the next prompt.
+    latest_only = ChatTemplate(
+        name="latest-only",
+        source="{{ messages[-1]['content'] }}{% if add_generation_prompt %}\nANSWER: {% endif %}",
+        stop=(),
+    )
+    assert prompts.turn_separator(latest_only) is None
