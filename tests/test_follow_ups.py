@@ -10,6 +10,7 @@ from langchain_core.messages import HumanMessage
 
 import prompts
 from llm import ChatHearth, GenerationSettings, build_chain
+from llm._base import model_template
 from native import SamplingParams
 from native.scheduler import FOLLOW_UP_DELAY
 
@@ -109,14 +110,7 @@ def test_follow_ups_run_beside_other_streams(engine):
 
 
 def test_the_models_own_template_gives_the_separator_the_engine_uses(engine):
-    info = engine.info
-    template = prompts.template_for(
-        chat_template=info.chat_template,
-        architecture=info.architecture,
-        model_name=info.name,
-        eos_token=info.eos_token,
-        bos_token=info.bos_token,
-    )
+    template = model_template(engine.info)
     assert prompts.turn_separator(template) == SEPARATOR
 
 

@@ -98,9 +98,7 @@ def test_fast_tokens_are_sent_together_at_most_every_stream_interval(client):
     whole = client.completions.create(model="default", prompt=COUNTING, max_tokens=48, temperature=0)
     started = time.monotonic()
     chunks = list(
-        client.completions.create(
-            model="default", prompt=COUNTING, max_tokens=48, temperature=0, stream=True
-        )
+        client.completions.create(model="default", prompt=COUNTING, max_tokens=48, temperature=0, stream=True)
     )
     elapsed = time.monotonic() - started
     texts = [c.choices[0].text for c in chunks if c.choices[0].text]
@@ -208,6 +206,42 @@ def test_a_session_keeps_its_cache_until_reset(client, server):
         model="default", messages=follow, temperature=0, max_tokens=6, extra_body={"session_id": "s-1"}
     )
     assert again.usage.prompt_tokens_details.cached_tokens < first.usage.prompt_tokens
+
+
+def test_an_idle_chat_session_has_its_next_turns_separator_cached_ahead(client, server):
+    def follow_ups() -> int:
+        figures = requests.get(server.url + "/stats", timeout=10).json()["models"]["default"]
+        return figures["follow_ups_total"]
+
+    def ask(messages: list[dict], session: str):
+        return client.chat.completions.create(
+            model="default",
+            messages=messages,
+            temperature=0,
+            max_tokens=6,
+            extra_body={"session_id": session},
+        )
+
+    def two_turns(session: str, pause: float) -> tuple[int, int]:
+        messages = [{"role": "user", "content": "Name a fruit, please."}]
+        first = ask(messages, session)
+        assert first.choices[0].finish_reason == "length"
+        time.sleep(pause)
+        done = follow_ups()
+        reply = {"role": "assistant", "content": first.choices[0].message.content}
+        second = ask([*messages, reply, {"role": "user", "content": "And a vegetable?"}], session)
+        return second.usage.prompt_tokens_details.cached_tokens, done
+
+    time.sleep(0.5)  # follow-ups that earlier tests' sessions asked for are done by now
+    before = follow_ups()
+    at_once, done = two_turns("s-at-once", 0.0)
+    assert done == before
+    time.sleep(0.5)  # the at-once session's second reply gets its follow-up now
+    before = follow_ups()
+    ahead, done = two_turns("s-ahead", 0.5)
+    assert done == before + 1
+    # The reply's last token and chat-ml's `<|im_end|>\n<|im_start|>user\n` (5 tokens) were cached ahead.
+    assert ahead == at_once + 1 + 5
 
 
 def test_errors_are_the_clients_own_exception_types(client):

@@ -117,8 +117,12 @@ async def _generate(
     """Submit, then stream or gather. `as_calls`: the replies are tool calls' JSON (see llm.rest.tools)."""
     session = request.app.state.sessions.key(body.session)
     try:
+        # A chat session's next turn will start with the template's separator: computed while idle.
+        follow = (
+            prompts.turn_separator(model.template) if kind == "chat" and session and model.template else None
+        )
         # Off the event loop: tokenizing a long prompt, or a remote engine's round trip, takes a while.
-        streams = await run_in_threadpool(_submit, model, prompt, sampling, body.n, session)
+        streams = await run_in_threadpool(_submit, model, prompt, sampling, body.n, session, follow)
     except HearthError as exc:
         raise from_native(exc, param="messages" if kind == "chat" else "prompt") from None
     except ValueError as exc:  # what the engine refuses before any work, e.g. a prompt it cannot take
@@ -136,10 +140,15 @@ async def _generate(
 
 
 def _submit(
-    model: ServedModel, prompt: str | list, sampling: SamplingParams, n: int, session: str | None
+    model: ServedModel,
+    prompt: str | list,
+    sampling: SamplingParams,
+    n: int,
+    session: str | None,
+    follow: str | None = None,
 ) -> list[Stream]:
     """n generations of one prompt. With a seed, choice i uses seed + i (so the choices differ yet
-    are reproducible); only the first keeps the session's slot."""
+    are reproducible); only the first keeps the session's slot, and asks for the follow-up `follow`."""
     streams: list[Stream] = []
     try:
         for i in range(n):
@@ -148,7 +157,10 @@ def _submit(
                 if i == 0 or sampling.seed is None
                 else replace(sampling, seed=(sampling.seed + i) % 2**32)
             )
-            streams.append(model.engine.submit(prompt, seeded, session=session if i == 0 else None))
+            if i == 0:
+                streams.append(model.engine.submit(prompt, seeded, session=session, followed_by=follow))
+            else:
+                streams.append(model.engine.submit(prompt, seeded))
     except BaseException:
         for stream in streams:
             stream.cancel()
