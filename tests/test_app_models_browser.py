@@ -196,6 +196,21 @@ def test_regenerate_asks_again_from_the_cached_prompt(page, server):
     expect(page.locator('[data-step-type="user_message"]')).to_have_count(1)  # replaced, not added
 
 
+def test_while_its_person_reads_a_chat_has_the_next_turns_separator_cached(page, server):
+    done = len(usages(server))
+    send(page, "Name a colour.")
+    first = wait_for_usages(server, done + 1)[-1]
+    wait_idle(page)
+    time.sleep(0.5)  # reading the reply: the engine computes `<|im_end|>\n<|im_start|>user\n` meanwhile
+    send(page, "And another one?")
+    second = wait_for_usages(server, done + 2)[-1]
+    wait_idle(page)
+    shot(page, "m08-second-turn-from-the-cache")
+    assert second[1] == first[1]
+    # The first prompt, every token of the reply, and chat-ml's 5-token separator came from the cache.
+    assert second[3] == first[2] + first[4] + 5
+
+
 def test_switching_model_mid_chat_answers_from_the_new_model_over_the_same_history(page, server):
     done = len(usages(server))
     send(page, "My name is Ada.")
