@@ -70,7 +70,6 @@ class Scheduler:
         self.waiting: deque[Request] = deque()
         self.active: list[Active] = []
         self.follow_ups: list[FollowUp] = []
-        self.packed_follow_ups: list[FollowUp] = []  # those in the batch being decoded
         self.follow_ups_done = 0  # follow-ups computed into a cache
         self.stopping = False
         self.requests = 0
@@ -206,7 +205,7 @@ class Scheduler:
     def _step(self) -> None:
         started = time.perf_counter()
         self._close_gaps()
-        outputs, n_decode, n_prefill = self._pack()
+        outputs, n_decode, n_prefill, follow_ups = self._pack()
         if not len(self.batch):
             return
         decode_started = time.perf_counter()
@@ -215,7 +214,7 @@ class Scheduler:
         except Exception as exc:
             # The batch's sequences are in an unknown state: drop their caches, fail their requests.
             log.exception("decode failed")
-            for follow_up in self.packed_follow_ups:
+            for follow_up in follow_ups:
                 self.ctx.forget(follow_up.slot.seq_id)
                 follow_up.slot.tokens.clear()
             for active in list(self.active):
@@ -223,7 +222,7 @@ class Scheduler:
                 active.slot.tokens.clear()
                 self._finish(active, "error", f"{type(exc).__name__}: {exc}")
             return
-        self.follow_ups_done += len(self.packed_follow_ups)
+        self.follow_ups_done += len(follow_ups)
         decoded = time.perf_counter()
         for active, index in outputs:
             self._sample(active, index)
@@ -271,9 +270,9 @@ class Scheduler:
             self.slots.exchange(active.slot, table[place])
             self.swaps += 1
 
-    def _pack(self) -> tuple[list[tuple[Active, int]], int, int]:
+    def _pack(self) -> tuple[list[tuple[Active, int]], int, int, list[FollowUp]]:
         """Fill the batch; returns (sequences that get logits, with their batch index), decode and
-        prefill token counts.
+        prefill token counts, and the follow-ups packed.
 
         Decode tokens go in ascending sequence id. With one KV stream per sequence llama.cpp splits a
         batch into micro-batches that take "only increasing sequence ids" (llama-batch.cpp,
@@ -305,7 +304,7 @@ class Scheduler:
             active.cursor += len(chunk)
             budget -= len(chunk)
             n_prefill += len(chunk)
-        self.packed_follow_ups = []
+        packed: list[FollowUp] = []
         for follow_up in self._due_follow_ups():
             slot, tokens = follow_up.slot, follow_up.tokens
             if len(tokens) > budget:
@@ -316,10 +315,10 @@ class Scheduler:
             for offset, token in enumerate(tokens):
                 batch.add(token, len(slot.tokens) + offset, slot.seq_id, False)
             slot.tokens.extend(tokens)
-            self.packed_follow_ups.append(follow_up)
+            packed.append(follow_up)
             budget -= len(tokens)
             n_prefill += len(tokens)
-        return outputs, len(decoding), n_prefill
+        return outputs, len(decoding), n_prefill, packed
 
     def _due_follow_ups(self) -> list[FollowUp]:
         now = time.perf_counter()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from prompts.errors import TemplateError
 from prompts.render import render
-from prompts.template import ChatTemplate
+from prompts.template import ChatTemplate, get_template
 
 # Stand-ins that survive any template's filters (trim, capitalisation rules do not touch them).
 _ASK, _REPLY, _NEXT = "HEARTHASK", "HEARTHREPLY", "HEARTHNEXT"
@@ -18,6 +19,12 @@ def turn_separator(template: ChatTemplate | str | Path) -> str | None:
 
     None when the template does not render the history the same way twice (the first prompt plus the
     reply must begin the next prompt), so there is nothing safe to compute ahead."""
+    return _separator(template if isinstance(template, ChatTemplate) else get_template(template))
+
+
+@functools.lru_cache(maxsize=128)
+def _separator(template: ChatTemplate) -> str | None:
+    # Asked for on every chat message; two renders per template are enough.
     ask = {"role": "user", "content": _ASK}
     try:
         first = render([ask], template).text
@@ -30,4 +37,6 @@ def turn_separator(template: ChatTemplate | str | Path) -> str | None:
         return None
     start = len(first) + len(_REPLY)
     end = following.find(_NEXT, start)
-    return following[start:end] or None if end >= 0 else None
+    if end < 0:
+        return None
+    return following[start:end] or None

@@ -148,7 +148,7 @@ def _submit(
     follow: str | None = None,
 ) -> list[Stream]:
     """n generations of one prompt. With a seed, choice i uses seed + i (so the choices differ yet
-    are reproducible); only the first keeps the session's slot, and asks for the follow-up `follow`."""
+    are reproducible); only the first keeps the session's slot (and so gets the follow-up `follow`)."""
     streams: list[Stream] = []
     try:
         for i in range(n):
@@ -157,10 +157,10 @@ def _submit(
                 if i == 0 or sampling.seed is None
                 else replace(sampling, seed=(sampling.seed + i) % 2**32)
             )
-            if i == 0:
-                streams.append(model.engine.submit(prompt, seeded, session=session, followed_by=follow))
-            else:
-                streams.append(model.engine.submit(prompt, seeded))
+            # Without a session the engine ignores `followed_by`.
+            streams.append(
+                model.engine.submit(prompt, seeded, session=session if i == 0 else None, followed_by=follow)
+            )
     except BaseException:
         for stream in streams:
             stream.cancel()
