@@ -197,6 +197,10 @@ def test_regenerate_asks_again_from_the_cached_prompt(page, server):
 
 
 def test_while_its_person_reads_a_chat_has_the_next_turns_separator_cached(page, server):
+    # Greedy, so that the reply is the same every run (a sampled one may not tokenize back the same).
+    page.click("#chat-settings-open-modal")
+    set_slider(page, "temperature", "Home")  # 0.0
+    page.click("#confirm")
     done = len(usages(server))
     send(page, "Name a colour.")
     first = wait_for_usages(server, done + 1)[-1]
@@ -207,6 +211,7 @@ def test_while_its_person_reads_a_chat_has_the_next_turns_separator_cached(page,
     wait_idle(page)
     shot(page, "m08-second-turn-from-the-cache")
     assert second[1] == first[1]
+    assert "temperature=0.0," in SAMPLING.findall(server.log())[-1][1]
     # The first prompt, every token of the reply, and chat-ml's 5-token separator came from the cache.
     assert second[3] == first[2] + first[4] + 5
 
