@@ -17,9 +17,12 @@ else
 CMAKE_ARGS := -DGGML_NATIVE=ON -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)"
 endif
 
-# A native build only fits the CPU and flags it was built for: key our own wheel folder by both,
-# and never let pip's cache hand back a wheel built another way.
-BUILD_KEY := $(shell printf '%s|%s|%s' '$(LLAMA_CPP_VERSION)' '$(CMAKE_ARGS)' "$$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)" | sha256sum | cut -c1-16)
+# Our changes to llama.cpp (native/patches/README.md), applied to the sdist before it is built.
+PATCHES := $(sort $(wildcard native/patches/*.patch))
+
+# A native build only fits the CPU, flags and patches it was built with: key our own wheel folder by
+# all three, and never let pip's cache hand back a wheel built another way.
+BUILD_KEY := $(shell { printf '%s|%s|%s' '$(LLAMA_CPP_VERSION)' '$(CMAKE_ARGS)' "$$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)"; cat $(PATCHES); } | sha256sum | cut -c1-16)
 WHEELS    := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hearth/wheels/$(BUILD_KEY)
 STAMP     := $(VENV)/.hearth-$(BUILD_KEY)
 
@@ -39,6 +42,7 @@ bench: install
 	$(PY) bench/settings.py
 	$(PY) bench/threads.py
 	$(PY) bench/turns.py
+	$(PY) bench/attention.py
 	$(PY) bench/concurrent.py
 	$(PY) bench/rest.py
 
@@ -48,12 +52,18 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
+SDIST := llama_cpp_python-$(LLAMA_CPP_VERSION)
+
 wheel: $(VENV)/bin/python
 	@if ! ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
-	  echo "building llama-cpp-python $(LLAMA_CPP_VERSION) from source ($(CMAKE_ARGS)): about 5 minutes on 2 cores"; \
+	  echo "building llama-cpp-python $(LLAMA_CPP_VERSION) from source ($(CMAKE_ARGS)) with $(PATCHES): about 5 minutes on 2 cores"; \
+	  src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && \
+	  $(PIP) download -q --no-cache-dir --no-deps --no-binary llama-cpp-python -d "$$src" \
+	    llama-cpp-python==$(LLAMA_CPP_VERSION) && \
+	  tar -xzf "$$src/$(SDIST).tar.gz" -C "$$src" && \
+	  for p in $(PATCHES); do git -C "$$src/$(SDIST)" apply -p1 "$(CURDIR)/$$p" || exit 1; done && \
 	  mkdir -p $(WHEELS) && \
-	  CMAKE_ARGS='$(CMAKE_ARGS)' $(PIP) wheel --no-cache-dir --no-deps -w $(WHEELS) \
-	    llama-cpp-python==$(LLAMA_CPP_VERSION) || exit 1; \
+	  CMAKE_ARGS='$(CMAKE_ARGS)' $(PIP) wheel --no-cache-dir --no-deps -w $(WHEELS) "$$src/$(SDIST)" || exit 1; \
 	fi
 
 $(STAMP): requirements.txt requirements-dev.txt .ci/constraints.txt $(VENV)/bin/python

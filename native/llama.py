@@ -149,12 +149,12 @@ class Context:
         # One KV stream per sequence: attention then scans only a sequence's own cells, not every
         # session's, and each sequence gets n_ctx / n_seq_max positions.
         params.kv_unified = False
-        # Flash attention stays llama.cpp's choice (on, on the CPU). Neither way is bitwise stable
-        # across chunkings: with it, a chunk of under 64 tokens per sequence takes a row-at-a-time
-        # kernel and a longer one a tiled kernel; without it, a one-token chunk takes another matmul
-        # path. Their rounding differs, and without flash attention it flips greedy replies from the
-        # cache against uncached ones (measured: 5 tests fail; none with it). It does cost time to
-        # first token on long chats: 17 new tokens after 3,000 take 188 ms against 102.
+        # Flash attention stays llama.cpp's choice (on, on the CPU). On x86 with AVX-512 our patched
+        # kernel (native/patches) gives a token the same result however it was batched, and runs a
+        # chat turn's short chunk over a long history about 1.5x faster than the stock kernels. The
+        # stock ones (other CPUs) pick a kernel by chunk size, and their rounding differs between
+        # kernels. Without flash attention, a one-token chunk takes yet another matmul path, and the
+        # greedy replies from the cache differ from uncached ones (measured: 5 tests fail).
         global _kv_buffers
         with _kv_buffers_lock:
             # llama.cpp logs each KV buffer it allocates: the only count that knows a sliding-window
@@ -189,6 +189,14 @@ class Context:
             raise RuntimeError("llama_decode found no KV slot for the batch: the context is full")
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
+
+    def logits(self, index: int) -> bytes:
+        """The raw F32 logits of the batch entry at `index` (asked for with `logits=True`), as bytes."""
+        n_vocab = C.llama_vocab_n_tokens(C.llama_model_get_vocab(C.llama_get_model(self.handle)))
+        ptr = C.llama_get_logits_ith(self.handle, index)
+        if not ptr:
+            raise ValueError(f"no logits at batch index {index}")
+        return ctypes.string_at(ptr, 4 * n_vocab)
 
     def pos_min(self, seq_id: int) -> int:
         """The smallest position the cache still holds for the sequence (-1 when it holds none)."""

@@ -123,13 +123,19 @@ def test_consumer_that_stops_iterating_cancels(engine, chat_prompt):
 
 
 def test_multibyte_characters_come_out_whole(engine):
-    prompt = "<|im_start|>user\nRepeat exactly: 日本語のテキスト 🔥🔥 café<|im_end|>\n<|im_start|>assistant\n"
-    stream = engine.submit(prompt, SamplingParams(temperature=0, max_new_tokens=40))
+    text = "日本語のテキスト 🔥🔥 café"
+    prompt = f"<|im_start|>user\nRepeat exactly: {text}<|im_end|>\n<|im_start|>assistant\n"
+    # The grammar holds the reply to exactly this text (left to itself, a tiny model's greedy reply may
+    # hold bytes that are not UTF-8 at all, whose U+FFFD is right), so every delta is checked.
+    grammar = 'root ::= "' + text + '"'
+    stream = engine.submit(prompt, SamplingParams(temperature=0, max_new_tokens=40, grammar=grammar))
     deltas = list(stream)
+    assert "".join(deltas) == stream.completion.text == text
     assert all("\ufffd" not in d for d in deltas)
-    assert "".join(deltas) == stream.completion.text
+    assert stream.completion.finish_reason == "stop"
     tokens = engine.tokenize("🔥", add_special=False)
     assert len(tokens) > 1  # the emoji spans several tokens, so whole-character output is a real check
+    assert len(deltas) < stream.completion.usage.completion_tokens  # so some tokens waited for the rest
 
 
 async def test_async_iteration_streams_the_same_text(engine, chat_prompt):

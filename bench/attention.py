@@ -1,0 +1,94 @@
+"""Hearth's flash-attention kernel (native/patches) against llama.cpp's own, `llama_decode` by `llama_decode`.
+
+Times one `llama_decode` of n new tokens after p cached ones (one sequence, the engine's thread count),
+with the kernel on and with `HEARTH_FA_OFF=1` (llama.cpp's stock kernels, same library), in child
+processes that alternate, medians reported. Prints JSON; `speedup` is stock ms over Hearth ms (above 1
+is faster). The shapes are a chat's: a turn's prompt after a long history (19@830), one decode step
+deep in a chat (1@2000), a long prompt (512@0).
+
+    .venv/bin/python bench/attention.py [--model default] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+
+SHAPES = [(1, 100), (1, 830), (1, 2000), (19, 0), (19, 830), (64, 830), (512, 0)]
+
+
+def child(model_name: str, repeats: int) -> dict[str, float]:
+    from native.hardware import default_threads
+    from native.llama import Batch, Context, Model
+    from native.resolve import resolve_model
+
+    model = Model(resolve_model(model_name))
+    ctx = Context(model, n_ctx=4096, n_batch=512, n_seq_max=1, n_threads=default_threads())
+    batch = Batch(512)
+    tokens = model.tokenize("The quick brown fox jumps over the lazy dog. " * 300, add_special=False)
+
+    def once(n: int, p: int) -> float:
+        ctx.forget(0)
+        for start in range(0, p, 512):
+            batch.clear()
+            for i in range(start, min(p, start + 512)):
+                batch.add(tokens[i], i, 0, i == p - 1)
+            ctx.decode(batch)
+        batch.clear()
+        for i in range(n):
+            batch.add(tokens[p + i], p + i, 0, i == n - 1)
+        started = time.perf_counter()
+        ctx.decode(batch)
+        return (time.perf_counter() - started) * 1000
+
+    return {f"{n}@{p}": statistics.median(once(n, p) for _ in range(repeats)) for n, p in SHAPES}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.model, args.repeats)))
+        return
+
+    runs: dict[str, list[dict[str, float]]] = {"hearth": [], "stock": []}
+    for _ in range(args.rounds):
+        for kind in ("hearth", "stock"):
+            env = dict(os.environ)
+            env.pop("HEARTH_FA_OFF", None)
+            if kind == "stock":
+                env["HEARTH_FA_OFF"] = "1"
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", "--model", args.model, "--repeats", str(args.repeats)],
+                env=env, capture_output=True, text=True, check=True,
+            )
+            runs[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    def median(kind: str, shape: str) -> float:
+        return statistics.median(run[shape] for run in runs[kind])
+
+    shapes = [f"{n}@{p}" for n, p in SHAPES]
+    report = {
+        "model": args.model,
+        "rounds": args.rounds,
+        "ms": {kind: {s: round(median(kind, s), 2) for s in shapes} for kind in runs},
+        "speedup": {s: round(median("stock", s) / median("hearth", s), 3) for s in shapes},
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
