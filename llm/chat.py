@@ -157,7 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         model = NanoLLM.from_pretrained(args.model, device=args.device)
-        history = ChatHistory(model, chat_template=args.chat_template, system_prompt=args.system_prompt)
+        history = ChatHistory(
+            model, chat_template=args.chat_template, system_prompt=args.system_prompt, prefill_next_turn=True
+        )
     except (ValidationError, HearthError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,8 @@ from langchain_core.messages import HumanMessage
 import prompts
 from llm import ChatHearth, GenerationSettings, build_chain
 from llm._base import model_template
+from llm.mlc import ChatConfig, ChatModule
+from llm.nano import ChatHistory, NanoLLM
 from native import SamplingParams
 from native.scheduler import FOLLOW_UP_DELAY
 
@@ -134,3 +136,53 @@ def test_chat_hearth_asks_for_the_follow_up_and_the_apps_chain_turns_it_on(engin
     ahead = two_turns(app)
     assert follow_ups(engine) == before + 1
     assert ahead == plain + 1 + len(engine.tokenize(SEPARATOR, add_special=False))
+
+
+def test_chat_module_asks_for_the_follow_up_when_told(engine):
+    config = ChatConfig(temperature=0.0, max_gen_len=12)
+    separator_tokens = len(engine.tokenize(SEPARATOR, add_special=False))
+
+    def two_turns(cm: ChatModule) -> tuple[int, int]:
+        cm.generate("Name three colours.")
+        first = cm.stats(verbose=True)
+        idle()
+        cm.generate("And three animals?")
+        second = cm.stats(verbose=True)
+        cached = second["prefill"]["cached_tokens"] - first["prefill"]["cached_tokens"]
+        return first["completion_tokens"], cached
+
+    assert not ChatModule(model="default", chat_config=config).prefill_next_turn  # a library user opts in
+    idle()  # the tests before may have left a follow-up due
+    before = follow_ups(engine)
+    replied, plain = two_turns(ChatModule(model="default", chat_config=config))
+    assert follow_ups(engine) == before
+    assert replied == 12  # cut at max_gen_len: its last token is not cached without a follow-up
+    _, ahead = two_turns(ChatModule(model="default", chat_config=config, prefill_next_turn=True))
+    assert follow_ups(engine) == before + 1
+    assert ahead == plain + 1 + separator_tokens
+
+
+def test_chat_history_asks_for_the_follow_up_when_told(engine):
+    model = NanoLLM.from_pretrained("default")
+    separator_tokens = len(engine.tokenize(SEPARATOR, add_special=False))
+
+    def turn(history: ChatHistory, text: str):
+        history.append(role="user", msg=text)
+        embedding, position = history.embed_chat()
+        stop = history.template.stop
+        reply = model.generate(embedding, kv_cache=history.kv_cache, stop_tokens=stop, max_new_tokens=12)
+        history.append(role="bot", text="".join(reply))
+        history.kv_cache = reply.kv_cache
+        return position, reply.completions[-1]
+
+    idle()
+    before = follow_ups(engine)
+    history = ChatHistory(model, prefill_next_turn=True)
+    _, first = turn(history, "Name three colours.")
+    assert history.kv_cache.followed_by == SEPARATOR
+    idle()
+    position, second = turn(history, "And three animals?")
+    assert follow_ups(engine) == before + 1
+    cut = 1 if first.finish_reason == "length" else 0  # the follow-up computes the reply's last token too
+    assert second.usage.cached_tokens == position + cut + separator_tokens
+    assert ChatHistory(model).kv_cache is None  # without it, nothing is asked for

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import prompts
 from llm._base import configured_engine
 from llm.mlc.config import ChatConfig, GenerationConfig, generation_settings, load_config_file, merge
 from llm.mlc.conversation import Conversation
@@ -48,8 +49,13 @@ class ChatModule:
         chat_config: ChatConfig | None = None,
         model_lib_path: str | None = None,
         lib_path: str | None = None,
+        *,
+        prefill_next_turn: bool = False,
     ) -> None:
-        """`lib_path` is the older MLC name of `model_lib_path`."""
+        """`lib_path` is the older MLC name of `model_lib_path`. With `prefill_next_turn` (Hearth's
+        own), the engine computes the template's turn separator into the cache while the chat sits
+        idle after a reply, so the next message prefills fewer tokens (`Engine.submit`'s
+        `followed_by`)."""
         require_local(model)
         self.model_path = resolve_model(model)
         self.config_folder = _config_folder(model, self.model_path)
@@ -58,6 +64,7 @@ class ChatModule:
         check_model_lib(model_lib_path or lib_path or self.chat_config.model_lib)
         self.engine: Engine = configured_engine(model, device, self.chat_config.context_window_size)
         self.session = f"mlc-{uuid.uuid4().hex}"
+        self.prefill_next_turn = prefill_next_turn
         self.conversation = Conversation(self.engine, self.chat_config)
         self._stats = RuntimeStats()
 
@@ -130,7 +137,10 @@ class ChatModule:
         """The first reply runs in this chat's session (its KV cache); extra replies are sampled
         alongside without a session, each with its own seed so that they differ."""
         sampling = settings.sampling(self.conversation.stop)
-        streams = [self.engine.submit(tokens, sampling, session=self.session)]
+        template = self.conversation.template
+        follow = prompts.turn_separator(template) if self.prefill_next_turn and template is not None else None
+        extra = {"followed_by": follow} if follow else {}
+        streams = [self.engine.submit(tokens, sampling, session=self.session, **extra)]
         for i in range(1, n):
             seed = None if settings.seed is None else (settings.seed + i) % 2**32
             streams.append(self.engine.submit(tokens, dataclasses.replace(sampling, seed=seed)))

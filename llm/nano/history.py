@@ -15,6 +15,7 @@ its new tokens. Editing or removing a message simply makes the cache match a sho
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -45,10 +46,16 @@ class ChatHistory:
         model: NanoLLM,
         chat_template: str | prompts.ChatTemplate | None = None,
         system_prompt: str | None = None,
+        *,
+        prefill_next_turn: bool = False,
     ) -> None:
         """`chat_template` is a built-in name, a JSON file or a ChatTemplate; by default the model's
-        own. `system_prompt` opens every chat; without it, the template's default applies (if any)."""
+        own. `system_prompt` opens every chat; without it, the template's default applies (if any).
+        With `prefill_next_turn` (Hearth's own), the engine computes the template's turn separator
+        into the cache while the chat sits idle after a reply, so the next message prefills fewer
+        tokens (`KVCache.followed_by`); the terminal chat turns it on."""
         self.model = model
+        self.prefill_next_turn = prefill_next_turn
         if isinstance(chat_template, prompts.ChatTemplate):
             self.template = chat_template
         elif chat_template is None or isinstance(chat_template, str):
@@ -153,6 +160,9 @@ class ChatHistory:
         tokens = self.model.engine.tokenize(self.prompt.text)
         if not use_cache or self.kv_cache is None:
             self.kv_cache = None
+            if self.prefill_next_turn:  # a fresh session that knows what follows its replies
+                follow = prompts.turn_separator(self.template)
+                self.kv_cache = KVCache(f"nano-{uuid.uuid4().hex}", followed_by=follow)
             return tokens, 0
         position = _common_prefix(self.kv_cache.tokens, tokens)
         self.kv_cache.truncate(position)  # what follows no longer matches the chat: forget it

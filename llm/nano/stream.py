@@ -26,6 +26,9 @@ class KVCache:
 
     session: str
     tokens: list[int] = field(default_factory=list)
+    followed_by: str | None = None
+    """What the conversation's next prompt carries right after each reply (the template's turn
+    separator): the engine computes it into the cache while the chat sits idle. None: nothing."""
 
     @property
     def num_tokens(self) -> int:
@@ -168,7 +171,9 @@ class StreamingResponse:
     def _submit(self, reply: str, budget: int) -> Stream:
         tokens = self.prompt + (self.engine.tokenize(reply, add_special=False) if reply else [])
         sampling = replace(self.sampling, max_new_tokens=budget)
-        return self.engine.submit(tokens, sampling, session=self.kv_cache.session)
+        follow = self.kv_cache.followed_by
+        extra = {"followed_by": follow} if follow else {}
+        return self.engine.submit(tokens, sampling, session=self.kv_cache.session, **extra)
 
     def _run(self, found: Found) -> str:
         """Run the call and say what it gave, closing its backticks first if the model opened them."""
