@@ -6,7 +6,7 @@ processes that alternate, medians reported. Prints JSON; `speedup` is stock ms o
 is faster). The shapes are a chat's: a turn's prompt after a long history (19@830), one decode step
 deep in a chat (1@2000), a long prompt (512@0).
 
-    .venv/bin/python bench/attention.py [--model default] [--rounds 3]
+    .venv/bin/python bench/attention.py [--model default] [--rounds 2] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def child(model_name: str, repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
