@@ -63,12 +63,16 @@ def _read(path: str) -> str | None:
         return None
 
 
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags as /proc/cpuinfo lists them ("avx2", "avx512f", ...); None without it."""
+    flags_line = re.search(r"^flags\s*:(.*)$", _read("/proc/cpuinfo") or "", re.MULTILINE)
+    return set(flags_line[1].split()) if flags_line else None
+
+
 def cpu_features() -> dict[str, bool]:
     """Returns {avx, avx2, avx512, fma, f16c: bool} from /proc/cpuinfo, else from the build's info."""
-    cpuinfo = _read("/proc/cpuinfo")
-    flags_line = re.search(r"^flags\s*:(.*)$", cpuinfo or "", re.MULTILINE)
-    if flags_line:
-        flags = set(flags_line[1].split())
+    flags = cpu_flags()
+    if flags is not None:
         return {name: _CPUINFO_FLAG[name] in flags for name in CPU_FEATURES}
     # Elsewhere, what the build was compiled to use ("AVX2 = 1") is the best cheap answer.
     info = system_info().upper()

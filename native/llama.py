@@ -135,6 +135,7 @@ class Context:
         n_threads: int,
         swa_full: bool = False,
     ) -> None:
+        self._n_vocab = model.n_vocab
         params = C.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
@@ -192,11 +193,10 @@ class Context:
 
     def logits(self, index: int) -> bytes:
         """The raw F32 logits of the batch entry at `index` (asked for with `logits=True`), as bytes."""
-        n_vocab = C.llama_vocab_n_tokens(C.llama_model_get_vocab(C.llama_get_model(self.handle)))
         ptr = C.llama_get_logits_ith(self.handle, index)
         if not ptr:
             raise ValueError(f"no logits at batch index {index}")
-        return ctypes.string_at(ptr, 4 * n_vocab)
+        return ctypes.string_at(ptr, 4 * self._n_vocab)
 
     def pos_min(self, seq_id: int) -> int:
         """The smallest position the cache still holds for the sequence (-1 when it holds none)."""

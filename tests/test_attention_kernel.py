@@ -7,25 +7,14 @@ kernel's 256-cell segments are cut and folded on every path.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from native.hardware import cpu_flags
 from native.llama import Batch, Context, Model
 from native.resolve import resolve_model
 
-
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
-
-
 pytestmark = pytest.mark.skipif(
-    not {"avx512f", "avx512bw", "avx512vl"} <= _cpu_flags(),
+    not {"avx512f", "avx512bw", "avx512vl"} <= (cpu_flags() or set()),
     reason="the kernel is built on x86 with AVX-512 only; other CPUs run llama.cpp's own",
 )
 

@@ -139,8 +139,7 @@ class ChatModule:
         sampling = settings.sampling(self.conversation.stop)
         template = self.conversation.template
         follow = prompts.turn_separator(template) if self.prefill_next_turn and template is not None else None
-        extra = {"followed_by": follow} if follow else {}
-        streams = [self.engine.submit(tokens, sampling, session=self.session, **extra)]
+        streams = [self.engine.submit(tokens, sampling, session=self.session, followed_by=follow)]
         for i in range(1, n):
             seed = None if settings.seed is None else (settings.seed + i) % 2**32
             streams.append(self.engine.submit(tokens, dataclasses.replace(sampling, seed=seed)))
