@@ -7,6 +7,7 @@ scheduler thread (native/scheduler.py) makes every call that touches the context
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
@@ -16,7 +17,9 @@ from pathlib import Path
 from native.errors import ContextOverflow, EngineBusy, EngineFailed
 from native.gguf_info import ModelInfo, inspect_gguf
 from native.hardware import Device, choose_device, default_threads, n_gpu_layers_for, total_memory
+from native.kv_tiers import CacheConfig, forget_session_files, owner_key, session_key
 from native.llama import Context, Model, SamplerChain
+from native.prefix_cache import PrefixCache
 from native.remote import RemoteEngine, connect, is_remote
 from native.resolve import resolve_model
 from native.sampling import SamplingParams, check_grammar
@@ -53,6 +56,7 @@ class Engine:
         parallel: int | None = None,
         n_batch: int = 512,
         max_queue: int = 64,
+        cache: CacheConfig | None = None,
     ) -> None:
         started = time.perf_counter()
         self.info = info
@@ -73,14 +77,20 @@ class Engine:
             self._model.close()
             raise
         self.n_ctx = self._ctx.n_ctx_seq
-        self._queue: queue.Queue[Request | None] = queue.Queue(maxsize=max_queue)
+        self.cache_config = cache or CacheConfig()
+        n_swa = info.sliding_window or 0
+        # A saved state fits only a context of the same shape: its parameters name the disk files.
+        shape = f"n_ctx_seq={self.n_ctx};n_swa={n_swa};swa_full=0;kv=f16;n_batch={n_batch}"
+        prefix_cache = PrefixCache(self._ctx, n_swa, self.cache_config, info.path, shape)
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._scheduler = Scheduler(
             self._model,
             self._ctx,
             self.parallel,
             self._queue,
             name=self.model_name,
-            n_swa=info.sliding_window or 0,
+            n_swa=n_swa,
+            cache=prefix_cache,
         )
         self._failure: str | None = None
         self._closed = False
@@ -118,10 +128,15 @@ class Engine:
         session: str | None = None,
         *,
         followed_by: str | None = None,
+        user: str | None = None,
     ) -> Stream:
         """Queue a generation and return its Stream at once. Raises before any work is done when the
         prompt cannot fit a session's context (ContextOverflow), the queue is full (EngineBusy) or the
-        engine is gone (EngineFailed). `session` keeps a conversation's cache in one slot.
+        engine is gone (EngineFailed). `session` keeps a conversation's cache in one slot, and on disk
+        once it has been idle a while (found again after a restart).
+
+        Any request, with a session or not, reuses the longest prefix cached anywhere (a slot, the
+        RAM tier, the disk tier) by `user`'s requests: one user's cache never serves another's.
 
         `followed_by`: the text the session's next prompt will carry right after this reply (a chat
         template's turn separator, `prompts.turn_separator`). When the reply ends at its end-of-turn
@@ -145,7 +160,7 @@ class Engine:
             raise ValueError(
                 f"followed_by is {len(follow)} tokens: a turn separator is at most {MAX_FOLLOW_UP}"
             )
-        request = Request(tokens, sampling, session, Stream(), followed_by=follow)
+        request = Request(tokens, sampling, session, Stream(), user=user, followed_by=follow)
         try:
             self._queue.put_nowait(request)
         except queue.Full:
@@ -177,7 +192,26 @@ class Engine:
             "samplers_live": SamplerChain.live,
             "kv_cache_bytes": self._ctx.kv_cache_bytes
             or (self.info.kv_bytes_per_token or 0) * self.n_ctx * self.parallel,
+            "cache": s.cache.stats(),
         }
+
+    def forget_session(self, session: str, user: str | None = None) -> None:
+        """Drop `session`'s cache from every tier, its disk files included (its chat thread was
+        deleted). Returns once done."""
+        if self._closed or self._failure or not self._thread.is_alive():
+            forget_session_files(self.cache_config.cache_dir(), session_key(owner_key(user), session))
+            return
+        done = threading.Event()
+
+        def forget() -> None:
+            try:
+                s = self._scheduler
+                s.cache.forget_session(session, user, s.slots.slots)
+            finally:
+                done.set()
+
+        self._queue.put(forget)
+        done.wait()
 
     @property
     def closed(self) -> bool:
@@ -254,6 +288,14 @@ def load_engine(
         _registry[key] = engine
         _loads += 1
         return engine
+
+
+@atexit.register
+def _close_all() -> None:
+    """At exit (after SIGINT, or SIGTERM under uvicorn and Chainlit), every engine stops cleanly, and
+    so writes its sessions' caches to disk."""
+    for engine in loaded_engines():
+        engine.close()
 
 
 def model_loads() -> int:

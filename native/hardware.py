@@ -6,6 +6,7 @@ llama_cpp is imported inside the functions that need it: importing it loads the 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import math
 import os
 import re
@@ -154,6 +155,21 @@ def system_info() -> str:
     import llama_cpp
 
     return llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()
+
+
+@cache
+def build_digest() -> str:
+    """A hash of llama.cpp's shared libraries as installed: a saved KV state is only valid for the
+    build that wrote it (another version, flags or patches may lay the state out differently)."""
+    import llama_cpp
+
+    package = Path(llama_cpp.__file__).parent
+    h = hashlib.sha256(llama_cpp.__version__.encode())
+    for path in sorted((package / "lib").glob("*")) + sorted(package.glob("*.so*")):
+        if path.is_file():
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:32]
 
 
 def gpu_offload_supported() -> bool:

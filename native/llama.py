@@ -210,13 +210,15 @@ class Context:
         """Exchange the caches of sequences `a` and `b` (either may hold nothing). Through host
         memory, so only the cells in use are copied (llama_memory_seq_cp between KV streams copies
         whole streams)."""
-        saved = self._save(a), self._save(b)
+        saved = self.save_state(a), self.save_state(b)
         self.forget(a)
         self.forget(b)
-        self._restore(saved[0], b)
-        self._restore(saved[1], a)
+        for data, seq_id in ((saved[0], b), (saved[1], a)):
+            if data is not None and not self.restore_state(data, seq_id):
+                raise RuntimeError(f"llama.cpp could not restore a cache into sequence {seq_id}")
 
-    def _save(self, seq_id: int):
+    def save_state(self, seq_id: int) -> ctypes.Array | None:
+        """The sequence's KV state (its used cells only), or None when it holds none."""
         if self.pos_min(seq_id) < 0:
             return None
         size = C.llama_state_seq_get_size(self.handle, seq_id)
@@ -225,9 +227,10 @@ class Context:
             raise RuntimeError(f"llama.cpp could not save the cache of sequence {seq_id}")
         return data
 
-    def _restore(self, data, seq_id: int) -> None:
-        if data is not None and not C.llama_state_seq_set_data(self.handle, data, len(data), seq_id):
-            raise RuntimeError(f"llama.cpp could not restore a cache into sequence {seq_id}")
+    def restore_state(self, data: ctypes.Array, seq_id: int) -> bool:
+        """Load a state from `save_state` into the (empty) sequence; False when llama.cpp refuses it
+        (it checks the layout: another model or context shape does not load)."""
+        return bool(C.llama_state_seq_set_data(self.handle, data, len(data), seq_id))
 
     def close(self) -> None:
         if self._handle is not None:

@@ -24,10 +24,12 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from native.kv_tiers import CacheConfig, owner_key
 from native.llama import Batch, Context, Model
+from native.prefix_cache import PrefixCache
 from native.sampling import build_sampler
 from native.sequence import Active, Request
-from native.slots import Slot, SlotState, SlotTable, common_prefix
+from native.slots import Slot, SlotState, SlotTable
 from native.stream import Completion, Timings, Usage
 
 log = logging.getLogger("hearth.engine")
@@ -58,14 +60,17 @@ class Scheduler:
         inbox: queue.Queue,
         name: str = "",
         n_swa: int = 0,
+        cache: PrefixCache | None = None,
     ) -> None:
         """`name`: the model's, for the log (several engines may serve one process). `n_swa`: the
-        sliding window when the cache keeps only the window (0: it keeps everything)."""
+        sliding window when the cache keeps only the window (0: it keeps everything). `cache`: the
+        prefix cache over slots, RAM and disk (default: the `HEARTH_CACHE_*` settings, no disk)."""
         self.model, self.ctx = model, ctx
         self.name = name
         self.n_swa = n_swa
         self.batch = Batch(ctx.n_batch)
-        self.slots = SlotTable(n_slots)
+        self.cache = cache or PrefixCache(ctx, n_swa, CacheConfig(cache_disk=0))
+        self.slots = SlotTable(n_slots, self.cache.config.slot_similarity)
         self.inbox = inbox
         self.waiting: deque[Request] = deque()
         self.active: list[Active] = []
@@ -90,6 +95,8 @@ class Scheduler:
                 self._reap()
                 if self.active or self._due_follow_ups():
                     self._step()
+                self.cache.write_due(self.slots.slots)
+            self.cache.write_due(self.slots.slots, everything=True)  # a clean stop keeps every session
             return None
         except BaseException as exc:  # a dead scheduler must tell everyone, never leave them hanging
             log.exception("scheduler died")
@@ -105,8 +112,10 @@ class Scheduler:
                 item = self.inbox.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
+            if isinstance(item, Request):
                 pending.append(item)
+            elif item is not None:
+                item()  # a control (forgetting a session) still runs: it only drops caches
         for request in pending:
             request.stream._finish(_unserved(request, "error", reason))
         self.batch.close()
@@ -127,10 +136,10 @@ class Scheduler:
                 still_waiting.append(request)
         self.waiting = still_waiting
         while self.slots.idle() or block:
-            # An idle loop still wakes up for the next follow-up that falls due.
+            # An idle loop still wakes up for the next follow-up or disk write that falls due.
             timeout = None
-            if block and self.follow_ups:
-                timeout = max(0.0, min(f.due for f in self.follow_ups) - time.perf_counter())
+            if block:
+                timeout = self._until_due()
             try:
                 request = self.inbox.get(block=block, timeout=timeout)
             except queue.Empty:
@@ -139,8 +148,17 @@ class Scheduler:
             if request is None:
                 self.stopping = True
                 return
+            if not isinstance(request, Request):
+                request()  # a control: runs here, where the context may be touched
+                continue
             if not self._start(request):
                 self.waiting.append(request)
+
+    def _until_due(self) -> float | None:
+        waits = [f.due - time.perf_counter() for f in self.follow_ups]
+        if (disk := self.cache.next_due()) is not None:
+            waits.append(disk - time.monotonic())
+        return max(0.0, min(waits)) if waits else None
 
     def _number_the_queue(self) -> None:
         """Tell each waiting request its place (the app shows it); the inbox's are behind `waiting`."""
@@ -148,9 +166,9 @@ class Scheduler:
             return
         with self.inbox.mutex:
             queued = list(self.inbox.queue)
-        for place, request in enumerate([*self.waiting, *queued], 1):
-            if request is not None:
-                request.stream.queue_position = place
+        requests = [r for r in [*self.waiting, *queued] if isinstance(r, Request)]
+        for place, request in enumerate(requests, 1):
+            request.stream.queue_position = place
 
     def _start(self, request: Request) -> bool:
         """Give the request a slot and set up its prefill; False if it has to wait."""
@@ -163,7 +181,7 @@ class Scheduler:
             request.stream._finish(_unserved(request, "error", f"{type(exc).__name__}: {exc}"))
             return True
         running = {a.slot.seq_id for a in self.active}
-        slot = self.slots.choose(request.tokens, request.session, running)
+        slot = self.slots.choose(request.tokens, request.session, running, owner_key(request.user))
         if slot is None:
             sampler.close()
             return False
@@ -171,22 +189,24 @@ class Scheduler:
         self.follow_ups = [f for f in self.follow_ups if f.slot is not slot]
         request.stream.queue_position = None
         self.requests += 1
-        reused = common_prefix(slot.tokens, request.tokens)
+        self.cache.busy(slot)
+        reused, source = self.cache.prepare(slot, request.tokens, request.user)
         if reused == len(request.tokens):
             reused -= 1  # everything is cached: replay the last token to get fresh logits
         if reused < len(slot.tokens) and (
             not self._window_kept(slot.seq_id, reused) or not self.ctx.forget(slot.seq_id, reused)
         ):
             self.ctx.forget(slot.seq_id)  # this cache cannot be cut there: start the sequence over
-            reused = 0
+            reused, source = 0, None
         del slot.tokens[reused:]
+        self.cache.count_hit(source, reused)
         slot.state = SlotState.PREFILL
         if request.sampling.penalises and not request.sampling.grammar:
             # Penalties look at recent tokens; the prompt's tail counts, as in llama.cpp's server. Not with
             # a grammar: accepting text the grammar never produced aborts the process inside llama.cpp.
             for token in request.tokens[-request.sampling.penalty_last_n :]:
                 sampler.accept(token)
-        self.active.append(Active(request, slot, sampler, reused))
+        self.active.append(Active(request, slot, sampler, reused, source))
         return True
 
     def _window_kept(self, seq_id: int, position: int) -> bool:
@@ -217,6 +237,7 @@ class Scheduler:
             for follow_up in follow_ups:
                 self.ctx.forget(follow_up.slot.seq_id)
                 follow_up.slot.tokens.clear()
+                self.cache.busy(follow_up.slot)  # nothing left to index
             for active in list(self.active):
                 self.ctx.forget(active.slot.seq_id)
                 active.slot.tokens.clear()
@@ -315,6 +336,7 @@ class Scheduler:
             for offset, token in enumerate(tokens):
                 batch.add(token, len(slot.tokens) + offset, slot.seq_id, False)
             slot.tokens.extend(tokens)
+            self.cache.idle(slot)  # filed again under its longer tokens
             packed.append(follow_up)
             budget -= len(tokens)
             n_prefill += len(tokens)
@@ -356,18 +378,20 @@ class Scheduler:
         active.sampler.close()
         self.active.remove(active)
         self.slots.release(active.slot)
+        self.cache.idle(active.slot)
         request = active.request
         if pending is not None and request.followed_by and request.session is not None:
             due = time.perf_counter() + FOLLOW_UP_DELAY
             self.follow_ups.append(FollowUp(active.slot, [*pending, *request.followed_by], due))
         log.info(
-            "model=%s session=%s slot=%d prompt=%d cached=%d completion=%d finish=%s ttft=%.3fs "
+            "model=%s session=%s slot=%d prompt=%d cached=%d (%s) completion=%d finish=%s ttft=%.3fs "
             "prefill=%.0f tok/s decode=%.1f tok/s",
             self.name,
             active.request.session,
             active.slot.seq_id,
             completion.usage.prompt_tokens,
             completion.usage.cached_tokens,
+            completion.usage.cached_from or "none",
             completion.usage.completion_tokens,
             finish,
             completion.timings.time_to_first_token,

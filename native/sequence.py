@@ -19,6 +19,8 @@ class Request:
     session: str | None
     stream: Stream
     submitted: float = field(default_factory=time.perf_counter)
+    user: str | None = None
+    """Whose request it is: cached states are only shared between requests of the same user."""
     followed_by: list[int] = field(default_factory=list)
     """Tokens the session's next prompt will almost surely carry after this reply (the chat template's
     turn separator): computed into the cache once the session has been idle a moment."""
@@ -27,12 +29,15 @@ class Request:
 class Active:
     """A request that holds a slot: prefilling from `cursor`, then decoding one token per step."""
 
-    def __init__(self, request: Request, slot: Slot, sampler: SamplerChain, reused: int) -> None:
+    def __init__(
+        self, request: Request, slot: Slot, sampler: SamplerChain, reused: int, source: str | None = None
+    ) -> None:
         self.request = request
         self.slot = slot
         self.sampler = sampler
         self.text = TextAssembler(request.sampling.stop)
         self.reused = reused
+        self.source = source  # where the reused tokens came from: "slot", "ram", "disk"
         self.cursor = reused  # next prompt position to compute
         self.next_token: int | None = None  # sampled, to be decoded in the next step
         self.n_gen = 0
@@ -60,7 +65,7 @@ class Active:
         return Completion(
             text=self.text.text,
             finish_reason=finish,  # type: ignore[arg-type]
-            usage=Usage(len(self.prompt), self.reused, self.n_gen),
+            usage=Usage(len(self.prompt), self.reused, self.n_gen, self.source if self.reused else None),
             timings=Timings(
                 time_to_first_token=(self.first or ended) - self.request.submitted,
                 prefill_tokens_per_s=computed / max(prefilled - self.started, 1e-9),

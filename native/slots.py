@@ -31,6 +31,9 @@ class Slot:
     """Tokens whose keys and values are in this sequence's cache, in position order."""
     session: str | None = None
     """The session that owns this slot, if any."""
+    owner: str = ""
+    """Whose tokens these are (`kv_tiers.owner_key` of the request's user): no other user's request
+    reuses them."""
     last_used: float = 0.0
     state: SlotState = SlotState.IDLE
 
@@ -51,44 +54,58 @@ def _fresh_slot_order(slot: Slot, busy: set[int]) -> tuple:
 
 
 class SlotTable:
-    """Chooses a slot for each request: the session's own, else the longest common prefix, else LRU."""
+    """Chooses a slot for each request: the session's own; else the idle slot whose cache it extends
+    by a real share (`similarity` of the cached tokens and of the request, like llama.cpp's
+    --slot-prompt-similarity); else an empty slot; else the least recently used idle one. A short
+    common prefix ("Conversation", a BOS token) never costs another conversation its cache: the
+    RAM tier (native/prefix_cache.py) finds longer prefixes wherever they are."""
 
-    def __init__(self, n_slots: int) -> None:
+    def __init__(self, n_slots: int, similarity: float = 0.1) -> None:
         self.slots = [Slot(i) for i in range(n_slots)]
-        self._by_session: dict[str, Slot] = {}
+        self.similarity = similarity
+        self._by_session: dict[tuple[str, str], Slot] = {}
+
+    def of_session(self, session: str, owner: str = "") -> Slot | None:
+        """The slot `session` (of `owner`) holds, if it holds one."""
+        return self._by_session.get((owner, session))
 
     def idle(self) -> list[Slot]:
         return [s for s in self.slots if s.state is SlotState.IDLE]
 
-    def choose(self, tokens: list[int], session: str | None, busy: set[int] = frozenset()) -> Slot | None:
+    def choose(
+        self, tokens: list[int], session: str | None, busy: set[int] = frozenset(), owner: str = ""
+    ) -> Slot | None:
         """The slot this request should run in, or None if it must wait (no idle slot, or its
         session's slot is still busy with an earlier request). `busy`: the sequence ids running now;
         an empty slot next to them is taken first (llama.cpp decodes consecutive ids in one pass)."""
-        if session is not None and (own := self._by_session.get(session)) is not None:
+        if session is not None and (own := self._by_session.get((owner, session))) is not None:
             return own if own.state is SlotState.IDLE else None
         idle = self.idle()
         if not idle:
             return None
         # Only unowned slots are shared by prefix: taking another session's slot would cut its history.
-        shared = [s for s in idle if s.session is None]
+        shared = [s for s in idle if s.session is None and s.owner == owner and s.tokens]
         best = max(shared, key=lambda s: common_prefix(s.tokens, tokens), default=None)
-        if best is not None and (lcp := common_prefix(best.tokens, tokens)) > 0:
-            rule, slot = f"longest common prefix ({lcp} tokens)", best
+        lcp = common_prefix(best.tokens, tokens) if best is not None else 0
+        if best is not None and lcp and lcp >= self.similarity * max(len(best.tokens), len(tokens)):
+            rule, slot = f"longest common prefix ({lcp} of {len(best.tokens)} cached tokens)", best
         else:
             slot = min(idle, key=lambda s: _fresh_slot_order(s, busy))
             rule = (
                 "empty slot" if not slot.tokens else f"least recently used (evicts {len(slot.tokens)} tokens)"
             )
-        log.debug("slot %d for session %s: %s", slot.seq_id, session, rule)
-        self._claim(slot, session)
+            if lcp:
+                rule += f"; the longest common prefix in a slot, {lcp} tokens, is too small a share"
+        log.info("slot %d for session %s: %s", slot.seq_id, session, rule)
+        self._claim(slot, session, owner)
         return slot
 
-    def _claim(self, slot: Slot, session: str | None) -> None:
-        if slot.session is not None and slot.session != session:
-            del self._by_session[slot.session]  # evicted: that session pays one prefill next time
+    def _claim(self, slot: Slot, session: str | None, owner: str) -> None:
+        if slot.session is not None and (slot.owner, slot.session) != (owner, session):
+            del self._by_session[(slot.owner, slot.session)]  # evicted: its state goes to the RAM tier
         slot.session = session
         if session is not None:
-            self._by_session[session] = slot
+            self._by_session[(owner, session)] = slot
 
     def exchange(self, a: Slot, b: Slot) -> None:
         """Swap the sequence ids of two slots, after their caches were swapped in llama.cpp: each slot
@@ -99,7 +116,3 @@ class SlotTable:
     def release(self, slot: Slot) -> None:
         slot.state = SlotState.IDLE
         slot.last_used = time.monotonic()
-
-    def forget_all(self) -> None:
-        for slot in self.slots:
-            slot.tokens.clear()

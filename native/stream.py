@@ -29,6 +29,9 @@ class Usage:
     """Prompt tokens whose KV cache was reused instead of computed again."""
     completion_tokens: int
     """Tokens generated (the end-of-generation token is not counted)."""
+    cached_from: str | None = None
+    """Where the cached tokens came from: "slot" (the KV cache in use), "ram" or "disk" (the cache
+    tiers: restored into a slot first), None when nothing was cached."""
 
     @property
     def total_tokens(self) -> int:

@@ -12,6 +12,17 @@ from playwright.sync_api import sync_playwright
 from native import load_engine
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_dir(tmp_path_factory):
+    """Hearth's data folder for the run: nothing a test does (history, KV cache files) lands in the
+    user's own."""
+    patch = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("hearth-data")
+    patch.setenv("HEARTH_DATA_DIR", str(folder))
+    yield folder
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def engine():
     """The shared engine of the default model (SmolLM2-135M-Instruct Q4_1)."""

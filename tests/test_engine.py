@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -87,10 +88,12 @@ def test_second_turn_prefills_only_new_tokens(engine, chat_prompt):
 
 
 def test_cached_and_uncached_replies_are_identical(engine, chat_prompt):
+    engine.submit(chat_prompt, GREEDY).result(60)
     warm = engine.submit(chat_prompt, GREEDY).result(60)
-    engine.submit("<|im_start|>user\nSomething else entirely.<|im_end|>\n", GREEDY).result(60)
-    cold = engine.submit(chat_prompt, GREEDY).result(60)
-    assert cold.usage.cached_tokens < warm.usage.cached_tokens or warm.usage.cached_tokens == 0
+    # No cache is shared between users: a new user's request computes its prompt from scratch.
+    cold = engine.submit(chat_prompt, GREEDY, user=f"new-{uuid.uuid4()}").result(60)
+    assert warm.usage.cached_tokens == warm.usage.prompt_tokens - 1
+    assert cold.usage.cached_tokens == 0
     assert cold.text == warm.text
 
 

@@ -128,8 +128,8 @@ def test_a_step_hands_llama_cpp_its_decoding_sequences_in_ascending_order(engine
     for name in ("order-a", "order-b"):  # each session gets a slot of its own
         one_token = SamplingParams(max_new_tokens=1)
         engine.submit(chatml(f"Hello from {name}."), one_token, session=name).result(60)
-    slots = engine._scheduler.slots._by_session
-    later, earlier = sorted(("order-a", "order-b"), key=lambda n: slots[n].seq_id, reverse=True)
+    slots = engine._scheduler.slots
+    later, earlier = sorted(("order-a", "order-b"), key=lambda n: slots.of_session(n).seq_id, reverse=True)
     seen, stop = recorded_batches(engine)
     try:
         # The higher slot's request arrives first.
@@ -152,8 +152,8 @@ def test_running_sequences_are_put_side_by_side_and_every_cache_survives(engine,
     a_first, b_first = chatml("Tell me about cats."), chatml("Hi, I am B.")
     a1 = three_slots.submit(a_first, SamplingParams(temperature=0, max_new_tokens=24), session="A").result(60)
     b1 = three_slots.submit(b_first, SamplingParams(temperature=0, max_new_tokens=8), session="B").result(60)
-    slots = three_slots._scheduler.slots._by_session
-    assert (slots["A"].seq_id, slots["B"].seq_id) == (0, 1)
+    slots = three_slots._scheduler.slots
+    assert (slots.of_session("A").seq_id, slots.of_session("B").seq_id) == (0, 1)
 
     a_second, d_first = (
         chatml("Tell me about cats.", a1.text, "And about dogs?"),
@@ -171,7 +171,7 @@ def test_running_sequences_are_put_side_by_side_and_every_cache_survives(engine,
     finally:
         stop()
     assert three_slots.stats()["cache_swaps_total"] == 1
-    assert (slots["A"].seq_id, slots["D"].seq_id, slots["B"].seq_id) == (0, 1, 2)
+    assert tuple(slots.of_session(n).seq_id for n in "ADB") == (0, 1, 2)
     pairs = [ids for ids in seen if len(ids) == 2 and len(set(ids)) == 2]
     assert len(pairs) > 10 and all(ids == [0, 1] for ids in pairs), seen
 
@@ -416,7 +416,7 @@ def test_gemma_sliding_window_cache_survives_a_swap(gemma):
         for stream in running:
             stream.result(120)
         assert three.stats()["cache_swaps_total"] == 1
-        assert three._scheduler.slots._by_session["B"].seq_id == 2
+        assert three._scheduler.slots.of_session("B").seq_id == 2
         b2 = three.submit(b_second, params[1], session="B").result(120)
     finally:
         three.close()
