@@ -41,6 +41,12 @@ elif access.mode == "local":
         return access.local_user()  # one user, no login page: see llm/auth.py
 
 
+@cl.on_app_shutdown
+async def shutdown() -> None:
+    """Stopping (Ctrl-C, SIGTERM): every engine writes its chats' caches to disk before it closes."""
+    await cl.make_async(model_switch.shutdown)()
+
+
 @cl.on_chat_start
 async def start() -> None:
     conversation = await model_switch.start_session()  # loads the model once per process

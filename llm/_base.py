@@ -54,6 +54,9 @@ class HearthFields(GenerationFields):
     n_ctx: int | None = Field(None, description="Context window in tokens (default: the engine's).")
     engine: Any = Field(None, exclude=True, description="An engine to use instead of loading `model`.")
     session_id: str | None = Field(None, description="Keeps this conversation's KV cache in the engine.")
+    user: str | None = Field(
+        None, description="Whose conversation this is: cached prefixes are shared only among one user's."
+    )
     timeout: float | None = Field(None, gt=0, description="Seconds a generation may take before it is cut.")
     max_retries: int = Field(2, ge=0, description="Retries when the engine's queue is full.")
 
@@ -92,8 +95,10 @@ class HearthFields(GenerationFields):
         engine = self.get_engine()
         for attempt in range(self.max_retries + 1):
             try:
-                # Only a local engine takes `followed_by`; engines given by the caller need not.
+                # Only a local engine takes `followed_by` and `user`; engines given by the caller need not.
                 extra = {"followed_by": followed_by} if followed_by else {}
+                if self.user is not None:
+                    extra["user"] = self.user
                 return engine.submit(prompt, settings.sampling(extra_stop), session=self.session_id, **extra)
             except EngineBusy:
                 if attempt == self.max_retries:
@@ -147,6 +152,7 @@ def completion_info(completion: Completion | None, model_name: str) -> dict[str,
         "finish_reason": completion.finish_reason,
         "prompt_tokens": usage.prompt_tokens,
         "cached_tokens": usage.cached_tokens,
+        "cached_from": usage.cached_from,
         "completion_tokens": usage.completion_tokens,
         "time_to_first_token": timings.time_to_first_token,
         "prefill_tokens_per_s": timings.prefill_tokens_per_s,

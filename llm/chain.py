@@ -29,14 +29,17 @@ def build_chain(
     settings: GenerationSettings | None = None,
     session_id: str | None = None,
     chat_template: str | None = None,
+    user: str | None = None,
 ) -> LLMChain:
     """An LLMChain (conversation history + question -> ChatHearth) around an already loaded engine.
-    `chat_template` overrides the template chosen from the model (a built-in name)."""
+    `chat_template` overrides the template chosen from the model (a built-in name); `user`: whose
+    conversation it is (cached prefixes are shared among one user's conversations only)."""
     settings = settings or GenerationSettings()
     # A person reads each reply before typing: time enough to compute the next turn's separator.
     chat = ChatHearth(
         engine=engine,
         session_id=session_id,
+        user=user,
         chat_template=chat_template,
         prefill_next_turn=True,
         **settings.model_dump(),

@@ -28,11 +28,14 @@ class Conversation:
         settings: GenerationSettings | None = None,
         session_id: str | None = None,
         model: str | None = None,
+        user: str | None = None,
     ) -> None:
         self.engine = engine
         self.model = model
         """The spec the engine was loaded from (what the model picker shows)."""
         self.session_id = session_id
+        """The engine's session: the chat thread, whose KV cache outlives a restart (disk tier)."""
+        self.user = user
         self.chat_template: str | None = None
         """A built-in template chosen over the model's own, or None (automatic)."""
         self.show_prompt = False
@@ -46,7 +49,7 @@ class Conversation:
         """Use new settings (and template override) from the next message on. Loads nothing."""
         self.settings = settings
         self.chat_template = chat_template
-        self.chain = build_chain(self.engine, settings, self.session_id, chat_template)
+        self.chain = build_chain(self.engine, settings, self.session_id, chat_template, self.user)
 
     def switch(self, engine: Engine, model: str) -> None:
         """Answer with another engine from the next message on, over the same history."""

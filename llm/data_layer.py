@@ -23,6 +23,7 @@ from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from sqlalchemy import event
 
 from llm.schema import create_schema
+from native import forget_session
 
 # The result keys (column names and the aliases Chainlit's queries give them) that hold JSON.
 JSON_RESULT_KEYS = frozenset(
@@ -76,6 +77,15 @@ class HearthDataLayer(SQLAlchemyDataLayer):
         # are not worth a file store: they are shown live and not kept.
         if self.storage_provider is not None:
             await super().create_element(element)
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """A deleted thread takes its KV cache along (the engines' tiers and its files on disk)."""
+        try:
+            author: str | None = await self.get_thread_author(thread_id)
+        except ValueError:  # a thread nobody wrote: no cache of it was kept for a user
+            author = None
+        await super().delete_thread(thread_id)
+        await asyncio.to_thread(forget_session, thread_id, author)
 
     def _bindable(self, value: Any) -> Any:
         if isinstance(value, dict) or (self.is_sqlite and isinstance(value, list | tuple)):

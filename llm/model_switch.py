@@ -15,6 +15,7 @@ from llm.conversation import Conversation
 from llm.engine_pool import EnginePool
 from llm.model_choices import configured_spec, label_of, model_choices
 from llm.ui import NOTICE, choices_from_panel, panel_widgets, settings_from_panel
+from native import save_sessions
 from native.errors import HearthError
 
 log = logging.getLogger("hearth.app")
@@ -35,9 +36,22 @@ async def start_session() -> Conversation | None:
     except HearthError as exc:
         await cl.ErrorMessage(content=f"The model could not be loaded: {exc}").send()
         return None
-    conversation = Conversation(engine, session_id=session, model=spec)
+    # The engine's session is the thread: reopened after a restart, it finds its cache on disk.
+    user = cl.context.session.user
+    conversation = Conversation(
+        engine,
+        session_id=cl.context.session.thread_id,
+        model=spec,
+        user=user.identifier if user else None,
+    )
     await send_panel(conversation)
     return conversation
+
+
+def shutdown() -> None:
+    """The app stops: every engine writes its chats' KV caches to disk (a reopened thread finds its
+    cache after a restart)."""
+    save_sessions()
 
 
 def end_session() -> None:
@@ -78,7 +92,7 @@ async def switch_model(conversation: Conversation, spec: str) -> None:
     await notice.send()
     started = time.perf_counter()
     try:
-        engine = await cl.make_async(engine_pool().acquire)(spec, conversation.session_id)
+        engine = await cl.make_async(engine_pool().acquire)(spec, cl.context.session.id)
     except HearthError as exc:
         await notice.remove()
         await cl.ErrorMessage(content=f"{label} could not be loaded: {exc}").send()

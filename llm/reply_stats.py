@@ -11,6 +11,9 @@ _ENDINGS = {
 }
 
 
+_FROM = {"ram": " from memory", "disk": " from disk"}  # "slot": the cache in use, said by "cached"
+
+
 def format_stats(metadata: dict[str, Any], context_size: int) -> str:
     """E.g. 'SmolLM2-135M-Instruct.Q4_1 · 35 prompt tokens (30 cached) · 64 generated · first token
     0.12 s · 118.2 tok/s · context 99/4096 · stopped at the Max New Tokens limit'. Empty when nothing
@@ -21,7 +24,7 @@ def format_stats(metadata: dict[str, Any], context_size: int) -> str:
     generated = metadata["completion_tokens"]
     parts = [
         *([metadata["model_name"]] if metadata.get("model_name") else []),
-        f"{prompt} prompt tokens ({cached} cached)",
+        f"{prompt} prompt tokens ({cached} cached{_FROM.get(metadata.get('cached_from') or '', '')})",
         f"{generated} generated",
         f"first token {metadata['time_to_first_token']:.2f} s",
         f"{metadata['decode_tokens_per_s']:.1f} tok/s",

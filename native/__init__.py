@@ -4,7 +4,15 @@ The only room that touches llama.cpp. Importing it loads llama.cpp's shared libr
 """
 
 from native import errors
-from native.engine import Engine, load_engine, loaded_engines, model_loads
+from native.engine import (
+    Engine,
+    close_engines,
+    forget_session,
+    load_engine,
+    loaded_engines,
+    model_loads,
+    save_sessions,
+)
 from native.remote import RemoteEngine
 from native.sampling import SamplingParams
 from native.stream import Completion, Stream, Timings, Usage
@@ -17,8 +25,11 @@ __all__ = [
     "Stream",
     "Timings",
     "Usage",
+    "close_engines",
     "errors",
+    "forget_session",
     "load_engine",
     "loaded_engines",
     "model_loads",
+    "save_sessions",
 ]

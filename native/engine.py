@@ -198,20 +198,33 @@ class Engine:
     def forget_session(self, session: str, user: str | None = None) -> None:
         """Drop `session`'s cache from every tier, its disk files included (its chat thread was
         deleted). Returns once done."""
-        if self._closed or self._failure or not self._thread.is_alive():
+        if not self._on_scheduler(lambda s: s.cache.forget_session(session, user, s.slots.slots)):
             forget_session_files(self.cache_config.cache_dir(), session_key(owner_key(user), session))
-            return
+
+    def save_sessions(self) -> None:
+        """Write every idle session's cache to disk now, not when its idle time runs out: what a
+        server does when it is told to stop (uvicorn re-raises SIGTERM after its shutdown, so no
+        exit handler runs after it). The engine keeps serving."""
+        self._on_scheduler(lambda s: s.cache.write_due(s.slots.slots, everything=True))
+
+    def _on_scheduler(self, work) -> bool:
+        """Run `work(scheduler)` on the scheduler thread, between steps, and wait for it; False when
+        the engine no longer runs."""
+        if self._closed or self._failure or not self._thread.is_alive():
+            return False
         done = threading.Event()
 
-        def forget() -> None:
+        def control() -> None:
             try:
-                s = self._scheduler
-                s.cache.forget_session(session, user, s.slots.slots)
+                work(self._scheduler)
             finally:
                 done.set()
 
-        self._queue.put(forget)
-        done.wait()
+        self._queue.put(control)
+        while not done.wait(0.5):
+            if not self._thread.is_alive():  # it stopped before it got there
+                return False
+        return True
 
     @property
     def closed(self) -> bool:
@@ -291,11 +304,26 @@ def load_engine(
 
 
 @atexit.register
-def _close_all() -> None:
-    """At exit (after SIGINT, or SIGTERM under uvicorn and Chainlit), every engine stops cleanly, and
-    so writes its sessions' caches to disk."""
+def close_engines() -> None:
+    """Close every loaded engine: each stops cleanly and so writes its sessions' caches to disk. Runs
+    at a normal exit and after Ctrl-C; servers call `save_sessions` when they shut down, since
+    uvicorn ends the process with the SIGTERM it caught, and exit handlers do not run then."""
     for engine in loaded_engines():
         engine.close()
+
+
+def save_sessions() -> None:
+    """Every loaded engine writes its idle sessions' caches to disk now, and keeps serving."""
+    for engine in loaded_engines():
+        engine.save_sessions()
+
+
+def forget_session(session: str, user: str | None = None) -> None:
+    """Drop `session`'s KV cache everywhere: from every loaded engine and from the disk tier's files of
+    any model (a deleted chat thread's cache must not outlive it)."""
+    for engine in loaded_engines():
+        engine.forget_session(session, user)
+    forget_session_files(CacheConfig().cache_dir(), session_key(owner_key(user), session))
 
 
 def model_loads() -> int:

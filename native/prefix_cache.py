@@ -125,7 +125,9 @@ class PrefixCache:
         stats.tokens_saved += reused
 
     def _worth(self, holder: object, shared: int, target: Slot) -> float | None:
-        if shared < MIN_RESTORE:
+        """A holder's score for a request sharing `shared` tokens with it; None when it cannot serve
+        or its copy would cost more than it saves (a copy costs what the whole state weighs)."""
+        if shared < max(MIN_RESTORE, self.config.slot_similarity * len(_tokens(holder))):
             return None
         if isinstance(holder, Slot):
             if holder is target or holder.state is not SlotState.IDLE:
@@ -291,6 +293,10 @@ class PrefixCache:
             "disk": {**disk, "limit_bytes": self.config.cache_disk * 2**20},
             "index_entries": len(self.index),
         }
+
+
+def _tokens(holder: object) -> list[int]:
+    return holder.tokens  # type: ignore[attr-defined]  # a Slot or a Saved
 
 
 def identity_thread(cache: PrefixCache, model_path: Path, context: str) -> threading.Thread:

@@ -73,10 +73,12 @@ class RemoteEngine:
         session: str | None = None,
         *,
         followed_by: str | None = None,
+        user: str | None = None,
     ) -> Stream:
         """Send a text prompt to /completions or chat messages to /chat/completions; returns the
         Stream once the server has accepted the request. Blocks for that one round trip.
-        `followed_by` is accepted for the local engine's contract; the server keeps its own cache."""
+        `followed_by` and `user` are accepted for the local engine's contract: the server keeps its
+        own cache, and OpenAI's `user` field carries the session (a Hearth server keys both by it)."""
         self._check_open()
         if isinstance(prompt, str) and prompt:
             path, body = "/completions", {"prompt": prompt}
@@ -92,6 +94,12 @@ class RemoteEngine:
         self.requests += 1
         asyncio.run_coroutine_threadsafe(self._follow(response, stream, started), self._loop)
         return stream
+
+    def forget_session(self, session: str, user: str | None = None) -> None:
+        """Part of the engine contract: the server keeps (and forgets) its own caches."""
+
+    def save_sessions(self) -> None:
+        """Part of the engine contract: the server keeps its own caches."""
 
     def stats(self) -> dict:
         """What this client knows; the server's own figures are at its /stats (Hearth) or metrics."""

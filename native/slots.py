@@ -53,12 +53,20 @@ def _fresh_slot_order(slot: Slot, busy: set[int]) -> tuple:
     return (0, bool(busy) and slot.seq_id - 1 not in busy and slot.seq_id + 1 not in busy, slot.seq_id)
 
 
+# A request "extends" a slot's cache when it keeps all of it but this many tokens (a reply's last
+# tokens may tokenize otherwise inside the next prompt).
+EXTENDS = 8
+
+
 class SlotTable:
-    """Chooses a slot for each request: the session's own; else the idle slot whose cache it extends
-    by a real share (`similarity` of the cached tokens and of the request, like llama.cpp's
-    --slot-prompt-similarity); else an empty slot; else the least recently used idle one. A short
-    common prefix ("Conversation", a BOS token) never costs another conversation its cache: the
-    RAM tier (native/prefix_cache.py) finds longer prefixes wherever they are."""
+    """Chooses a slot for each request, destroying no cache while there is another way:
+    1. the session's own slot;
+    2. an idle slot whose cache the request extends (it cuts nothing of it);
+    3. an empty slot (the prefix cache may still copy a shared prefix into it, a system prompt);
+    4. the idle slot with the longest common prefix, when that is a real share (`similarity`) of its
+       cached tokens and of the request, like llama.cpp's --slot-prompt-similarity;
+    5. the least recently used idle slot.
+    What 4 and 5 overwrite goes to the RAM tier first (native/prefix_cache.py)."""
 
     def __init__(self, n_slots: int, similarity: float = 0.1) -> None:
         self.slots = [Slot(i) for i in range(n_slots)]
@@ -87,15 +95,16 @@ class SlotTable:
         shared = [s for s in idle if s.session is None and s.owner == owner and s.tokens]
         best = max(shared, key=lambda s: common_prefix(s.tokens, tokens), default=None)
         lcp = common_prefix(best.tokens, tokens) if best is not None else 0
-        if best is not None and lcp and lcp >= self.similarity * max(len(best.tokens), len(tokens)):
+        empty = [s for s in idle if not s.tokens]
+        if best is not None and lcp >= max(EXTENDS, len(best.tokens) - EXTENDS):
+            rule, slot = f"extends its cache ({lcp} of {len(best.tokens)} tokens)", best
+        elif empty:
+            slot, rule = min(empty, key=lambda s: _fresh_slot_order(s, busy)), "empty slot"
+        elif best is not None and lcp and lcp >= self.similarity * max(len(best.tokens), len(tokens)):
             rule, slot = f"longest common prefix ({lcp} of {len(best.tokens)} cached tokens)", best
         else:
             slot = min(idle, key=lambda s: _fresh_slot_order(s, busy))
-            rule = (
-                "empty slot" if not slot.tokens else f"least recently used (evicts {len(slot.tokens)} tokens)"
-            )
-            if lcp:
-                rule += f"; the longest common prefix in a slot, {lcp} tokens, is too small a share"
+            rule = f"least recently used (evicts {len(slot.tokens)} tokens)"
         log.info("slot %d for session %s: %s", slot.seq_id, session, rule)
         self._claim(slot, session, owner)
         return slot

@@ -28,7 +28,9 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-USAGE = re.compile(r"session=(\S+) slot=\d+ prompt=(\d+) cached=(\d+) completion=(\d+) finish=(\w+)")
+USAGE = re.compile(
+    r"session=(\S+) slot=\d+ prompt=(\d+) cached=(\d+)(?: \(\w+\))? completion=(\d+) finish=(\w+)"
+)
 
 
 class Server:

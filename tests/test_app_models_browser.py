@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 
 USAGE = re.compile(
-    r"model=(\S+) session=(\S+) slot=\d+ prompt=(\d+) cached=(\d+) completion=(\d+) finish=(\w+)"
+    r"model=(\S+) session=(\S+) slot=\d+ prompt=(\d+) cached=(\d+)(?: \(\w+\))? completion=(\d+) finish=(\w+)"
 )
 SAMPLING = re.compile(r"sampling for session (\S+): SamplingParams\((.*)\)")
 

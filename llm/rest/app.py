@@ -7,7 +7,11 @@ model file, by design).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from llm.rest import errors, routes
 from llm.rest.models import ServedModels, Sessions
@@ -17,6 +21,15 @@ from llm.rest.settings import ServerSettings
 DESCRIPTION = """An OpenAI-compatible API over local GGUF models (llama.cpp), plus MLC-Chat's `/chat/reset`
 and `/stats`. With `--api-key`, send `Authorization: Bearer KEY`. Sampling fields left out take Hearth's
 defaults; `session_id` (or `user`) keeps a conversation's KV cache in one slot."""
+
+
+@contextlib.asynccontextmanager
+async def _save_sessions_at_shutdown(app: FastAPI) -> AsyncIterator[None]:
+    """A stopping server (SIGTERM, Ctrl-C) writes its sessions' KV caches to disk: after a restart,
+    a session's next turn computes only its new tokens."""
+    yield
+    for model in app.state.models:
+        await run_in_threadpool(model.engine.save_sessions)
 
 
 def create_app(settings: ServerSettings | None = None, models: ServedModels | None = None) -> FastAPI:
@@ -30,7 +43,7 @@ def create_app(settings: ServerSettings | None = None, models: ServedModels | No
             n_threads=settings.threads,
             parallel=settings.parallel,
         )
-    app = FastAPI(title="Hearth", description=DESCRIPTION, version="1")
+    app = FastAPI(title="Hearth", description=DESCRIPTION, version="1", lifespan=_save_sessions_at_shutdown)
     app.state.settings = settings
     app.state.models = models
     app.state.sessions = Sessions()

@@ -89,7 +89,10 @@ async def reset(request: Request, body: ResetRequest | None = None) -> dict:
     model: ServedModel = request.app.state.models.get(body.model)
     session = body.session_id or body.user
     if session:
-        request.app.state.sessions.reset(session)
+        sessions = request.app.state.sessions
+        # The session's cache leaves every tier (its disk file too), then the session gets a new key.
+        await run_in_threadpool(model.engine.forget_session, sessions.key(session), body.user)
+        sessions.reset(session)
     return {"object": "chat.reset", "model": model.uid, "session_id": session, "reset": bool(session)}
 
 
@@ -122,7 +125,9 @@ async def _generate(
             prompts.turn_separator(model.template) if kind == "chat" and session and model.template else None
         )
         # Off the event loop: tokenizing a long prompt, or a remote engine's round trip, takes a while.
-        streams = await run_in_threadpool(_submit, model, prompt, sampling, body.n, session, follow)
+        streams = await run_in_threadpool(
+            _submit, model, prompt, sampling, body.n, session, follow, body.user
+        )
     except HearthError as exc:
         raise from_native(exc, param="messages" if kind == "chat" else "prompt") from None
     except ValueError as exc:  # what the engine refuses before any work, e.g. a prompt it cannot take
@@ -146,9 +151,11 @@ def _submit(
     n: int,
     session: str | None,
     follow: str | None = None,
+    user: str | None = None,
 ) -> list[Stream]:
     """n generations of one prompt. With a seed, choice i uses seed + i (so the choices differ yet
-    are reproducible); only the first keeps the session's slot (and so gets the follow-up `follow`)."""
+    are reproducible); only the first keeps the session's slot (and so gets the follow-up `follow`).
+    `user` (OpenAI's end-user id): the engine shares cached prefixes only among one user's requests."""
     streams: list[Stream] = []
     try:
         for i in range(n):
@@ -159,7 +166,9 @@ def _submit(
             )
             # Without a session the engine ignores `followed_by`.
             streams.append(
-                model.engine.submit(prompt, seeded, session=session if i == 0 else None, followed_by=follow)
+                model.engine.submit(
+                    prompt, seeded, session=session if i == 0 else None, followed_by=follow, user=user
+                )
             )
     except BaseException:
         for stream in streams:
