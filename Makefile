@@ -26,7 +26,7 @@ BUILD_KEY := $(shell { printf '%s|%s|%s' '$(LLAMA_CPP_VERSION)' '$(CMAKE_ARGS)' 
 WHEELS    := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hearth/wheels/$(BUILD_KEY)
 STAMP     := $(VENV)/.hearth-$(BUILD_KEY)
 
-.PHONY: run test lint bench install wheel clean constraints
+.PHONY: run test lint bench install wheel clean constraints llama-server
 
 run: install
 	$(VENV)/bin/chainlit run app.py -w --host $(HOST) --port $(PORT)
@@ -45,6 +45,7 @@ bench: install
 	$(PY) bench/attention.py
 	$(PY) bench/concurrent.py
 	$(PY) bench/rest.py
+	$(PY) bench/cache.py
 
 install: $(STAMP)
 
@@ -74,6 +75,25 @@ $(STAMP): requirements.txt requirements-dev.txt .ci/constraints.txt $(VENV)/bin/
 	grep 'install: no-deps' requirements.txt | cut -d'#' -f1 | xargs $(PIP) install --no-deps
 	$(PY) -m native.fetch default
 	rm -f $(VENV)/.hearth-* && touch $@
+
+# llama.cpp's own server, the peer bench/cache.py measures Hearth against (`--peer`): stock llama.cpp from
+# the same sdist's vendor/llama.cpp (no Hearth patches: it is the server its users run), built with the
+# same flags, only the llama-server target (a few minutes on 2 cores), kept by build key.
+PEER_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hearth/llama-server/$(BUILD_KEY)
+LLAMA_SERVER := $(PEER_DIR)/llama-server
+
+llama-server: $(LLAMA_SERVER)
+	@echo $(LLAMA_SERVER)
+
+$(LLAMA_SERVER): | $(VENV)/bin/python
+	src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && \
+	$(PIP) download -q --no-cache-dir --no-deps --no-binary llama-cpp-python -d "$$src" \
+	  llama-cpp-python==$(LLAMA_CPP_VERSION) && \
+	tar -xzf "$$src/$(SDIST).tar.gz" -C "$$src" && \
+	cmake -S "$$src/$(SDIST)/vendor/llama.cpp" -B "$$src/build" -DCMAKE_BUILD_TYPE=Release \
+	  -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF $(CMAKE_ARGS) && \
+	cmake --build "$$src/build" --target llama-server -j $$(nproc) && \
+	mkdir -p $(PEER_DIR) && cp "$$src/build/bin/llama-server" $@
 
 constraints: install
 	{ sed -n 1,2p .ci/constraints.txt; $(PIP) freeze | grep -v '^llama_cpp_python'; } > .ci/constraints.new && mv .ci/constraints.new .ci/constraints.txt

@@ -103,6 +103,8 @@ class TierStats:
     """Prompt tokens served from this tier instead of computed."""
     entries: int = 0
     bytes: int = 0
+    tokens: int = 0
+    """Tokens whose state the entries hold (bytes / tokens: what a cached token weighs)."""
     stores: int = 0
     evictions: int = 0
     rejected: int = 0
@@ -145,6 +147,7 @@ class RamTier:
     def _count(self) -> None:
         self.stats.entries = len(self.entries)
         self.stats.bytes = sum(e.size for e in self.entries)
+        self.stats.tokens = sum(len(e.tokens) for e in self.entries)
 
 
 class DiskTier:
@@ -305,6 +308,7 @@ class DiskTier:
     def _count(self) -> None:
         self.stats.entries = len(self.entries)
         self.stats.bytes = sum(e.size for e in self.entries.values())
+        self.stats.tokens = sum(len(e.tokens) for e in self.entries.values())
 
 
 def forget_session_files(folder: Path, session: str) -> int:

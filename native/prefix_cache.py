@@ -27,7 +27,7 @@ from native.slots import Slot, SlotState, common_prefix
 log = logging.getLogger("hearth.cache")
 
 MIN_SAVE = 32  # tokens a cut must throw away before the state is worth a copy in RAM
-MIN_RESTORE = 16  # tokens a saved state must add over the slot's own before it is copied in
+MIN_RESTORE = 4  # tokens a saved state must add over the slot's own before it is copied in
 TIER_PREFERENCE = {"slot": 0.3, "ram": 0.2, "disk": 0.1}  # equal prefixes: the cheapest copy wins
 
 
@@ -99,6 +99,8 @@ class PrefixCache:
         self._ensure_disk(wait=True)
         owner = owner_key(user)
         own = common_prefix(slot.tokens, tokens) if slot.owner == owner else 0
+        if 0 < own < len(slot.tokens) and not self._cuttable(self.ctx.pos_min(slot.seq_id), own):
+            own = 0  # a sliding window has passed the cut: that cache is no prefix of this prompt
         holder, shared = self.index.best(tokens, owner, lambda h, n: self._worth(h, n, slot))
         if holder is not None and shared >= own + MIN_RESTORE:
             self._stash(slot, keep=0)
@@ -141,10 +143,18 @@ class PrefixCache:
         return shared + TIER_PREFERENCE[tier]
 
     def _cuttable(self, pos_min: int, position: int) -> bool:
-        # After restoring, the prompt's own last token may be replayed (position - 1).
-        return self.n_swa == 0 or pos_min <= max(0, position - 1 - self.n_swa)
+        # The scheduler's `_window_kept` at `position - 1`: the prompt's last token may be replayed.
+        return self.n_swa == 0 or pos_min <= max(0, position - self.n_swa)
 
     # -- copies between the slots and the tiers -----------------------------------------------------
+
+    def checkpoint(self, slot: Slot) -> None:
+        """A sliding-window cache (Gemma 3) cannot be cut back past its window: once a reply runs
+        longer than the window, a regenerated reply or an edited last message would compute the
+        whole prompt again. So when a prompt longer than the window has been read, its state is kept
+        in RAM (llama.cpp's server keeps such checkpoints too), and such a request restores it."""
+        if self.n_swa and len(slot.tokens) > self.n_swa:
+            self._stash(slot, keep=0)
 
     def _stash(self, slot: Slot, keep: int) -> None:
         """Copy the slot's state to RAM when a request is about to keep only `keep` of its tokens

@@ -210,9 +210,11 @@ class Scheduler:
         return True
 
     def _window_kept(self, seq_id: int, position: int) -> bool:
-        """Whether a sliding-window cache still holds the window a token at `position` attends to
-        (llama.cpp's server makes the same check before it reuses a prefix)."""
-        return self.n_swa == 0 or self.ctx.pos_min(seq_id) <= max(0, position - self.n_swa)
+        """Whether a sliding-window cache still holds the window a token at `position` attends to:
+        positions after `position - n_swa` (llama.cpp's `is_masked_swa`). llama.cpp's server asks
+        for one position more, which a restored state (it holds exactly the last token's window)
+        never has: its last token could not be computed again for fresh logits."""
+        return self.n_swa == 0 or self.ctx.pos_min(seq_id) <= max(0, position - self.n_swa + 1)
 
     # -- 2. reap ------------------------------------------------------------------------------------
 
@@ -351,6 +353,7 @@ class Scheduler:
         if active.prefilled is None:
             active.prefilled = now
             active.slot.state = SlotState.DECODE
+            self.cache.checkpoint(active.slot)
         token = active.sampler.sample(self.ctx, index)
         active.first = active.first or now
         if self.model.is_eog(token):

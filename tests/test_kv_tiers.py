@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import native.engine
 from native import SamplingParams
 from native.engine import Engine
 from native.gguf_info import inspect_gguf
@@ -112,6 +113,23 @@ def test_a_session_restored_from_disk_after_a_restart_continues_exactly(model, t
     assert restored.text == scratch(after, follow)
     disk = after.stats()["cache"]["disk"]
     assert disk["hits"] == 1 and disk["tokens_saved"] == restored.usage.cached_tokens
+
+
+def test_gemma_regenerates_a_reply_longer_than_its_window_from_a_checkpoint(tmp_path, engines):
+    """Gemma 3's cache keeps only its 512-token window in most layers: after a 600-token reply it no
+    longer holds the positions a regenerated reply would start from, so the prompt's state was kept
+    as a checkpoint when the prompt had been read."""
+    engine = new_engine("gemma-3-270m", tmp_path, parallel=1, cache_disk=0)
+    engines.append(engine)
+    prompt = long_text(100, "window")
+    assert len(engine.tokenize(prompt)) > 600
+    long_reply = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=600)
+    first = engine.submit(prompt, long_reply, user="u").result(600)
+    assert first.usage.completion_tokens == 600
+    again = engine.submit(prompt, GREEDY, user="u").result(300)  # regenerate: the same prompt
+    assert again.usage.cached_from == "ram"
+    assert again.usage.cached_tokens == again.usage.prompt_tokens - 1
+    assert again.text == scratch(engine, prompt)
 
 
 def test_a_sessions_state_is_written_once_it_has_been_idle(tmp_path, engines):
@@ -229,3 +247,74 @@ def wait_until(condition, what: str, within: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"no {what} within {within} s"
         time.sleep(0.05)
+
+
+# -- every face, with or without a session -----------------------------------------------------------
+
+
+def test_langchain_without_session_ids_reuses_each_conversations_own_cache(tmp_path, engines):
+    from langchain_core.messages import HumanMessage
+
+    from llm import ChatHearth
+
+    engine = new_engine("default", tmp_path, parallel=2)  # fewer slots than conversations
+    engines.append(engine)
+    chat = ChatHearth(engine=engine, temperature=0.0, max_new_tokens=24)  # no session_id, as most code
+    histories = [[HumanMessage(f"Conversation {i}: tell me about the number {i * 11}.")] for i in range(4)]
+    previous: list[int | None] = [None] * 4
+    for turn in range(3):
+        for i, history in enumerate(histories):
+            reply = chat.invoke(history)
+            usage = reply.usage_metadata
+            if previous[i] is not None:
+                assert usage["input_token_details"]["cache_read"] >= previous[i] - 4
+            previous[i] = usage["input_tokens"] + usage["output_tokens"]
+            history += [reply, HumanMessage(f"And then? ({turn})")]
+    assert engine.stats()["cache"]["ram"]["hits"] > 0
+
+
+def test_one_system_prompt_is_computed_once_for_many_conversations(tmp_path, engines):
+    engine = new_engine("default", tmp_path, parallel=4)
+    engines.append(engine)
+    system = "You are a careful assistant. Follow these rules. " + long_text(60, "rules")
+    first = engine.submit(system + "\nUser: Hi, I am Ann.\nAssistant:", GREEDY).result(60)
+    assert first.usage.cached_tokens == 0
+    for name in ("Bo", "Cy", "Di"):
+        reply = engine.submit(system + f"\nUser: Hi, I am {name}.\nAssistant:", GREEDY).result(60)
+        # Copied from the slot that holds it; that conversation keeps its own cache.
+        assert reply.usage.cached_tokens >= len(engine.tokenize(system)) - 2
+    again = engine.submit(system + "\nUser: Hi, I am Ann.\nAssistant:" + first.text, GREEDY).result(60)
+    assert again.usage.cached_tokens >= first.usage.prompt_tokens + first.usage.completion_tokens - 4
+
+
+async def test_deleting_a_thread_deletes_its_cache_files(tmp_path, monkeypatch, engines):
+    from chainlit.user import User
+
+    from llm.data_layer import HearthDataLayer
+
+    monkeypatch.setenv("HEARTH_DATA_DIR", str(tmp_path))
+    layer = HearthDataLayer(f"sqlite+aiosqlite:///{tmp_path / 'hearth.db'}")
+    try:
+        user = await layer.create_user(User(identifier="alice", metadata={}))
+        threads = [str(uuid.uuid4()) for _ in range(2)]
+        for thread in threads:
+            await layer.update_thread(thread, name=thread, user_id=user.id)
+        engine = new_engine("default", tmp_path)
+        for thread in threads:
+            engine.submit(long_text(50, thread), GREEDY, session=thread, user="alice").result(60)
+        engine.close()  # written to disk; the thread is deleted while no engine is loaded
+        assert len(list((tmp_path / "kv").glob("*.kv"))) == 2
+        await layer.delete_thread(threads[0])
+        assert len(list((tmp_path / "kv").glob("*.kv"))) == 1
+
+        # And while one is loaded, holding the thread in a slot: every tier forgets it.
+        engine = new_engine("default", tmp_path)
+        engines.append(engine)
+        monkeypatch.setitem(native.engine._registry, (tmp_path, "cpu"), engine)  # as load_engine keeps it
+        text = long_text(50, threads[1]) + " more"
+        engine.submit(text, GREEDY, session=threads[1], user="alice").result(60)
+        await layer.delete_thread(threads[1])
+        assert list((tmp_path / "kv").glob("*.kv")) == []
+        assert engine.submit(text, GREEDY, user="alice").result(60).usage.cached_tokens < 10
+    finally:
+        await layer.close()

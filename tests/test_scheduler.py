@@ -10,6 +10,7 @@ import pytest
 from native import SamplingParams, load_engine
 from native.engine import Engine
 from native.errors import EngineFailed
+from native.kv_tiers import CacheConfig
 from native.llama import SamplerChain
 
 GREEDY = SamplingParams(temperature=0, max_new_tokens=64)
@@ -134,7 +135,8 @@ def test_a_step_hands_llama_cpp_its_decoding_sequences_in_ascending_order(engine
     try:
         # The higher slot's request arrives first.
         streams = [
-            engine.submit(chatml(f"Count to fifty, {n}."), GREEDY, session=n) for n in [later, earlier]
+            engine.submit(chatml(f"Write a long story about a dragon, {n}."), GREEDY, session=n)
+            for n in [later, earlier]
         ]
         for stream in streams:
             stream.result(60)
@@ -221,14 +223,21 @@ def test_editing_an_earlier_turn_truncates_the_cache_to_the_common_prefix(engine
     assert again.usage.cached_tokens == common
 
 
-def test_evicted_session_gets_the_same_reply_after_its_slot_is_rebuilt(two_slots):
-    prompt = chatml("Write a poem about the moon.")
-    first = two_slots.submit(prompt, GREEDY, session="moon").result(60)
-    for name in ("intruder-1", "intruder-2"):  # two other sessions take both slots: "moon" is evicted
-        two_slots.submit(chatml(f"Say something about {name}."), GREEDY, session=name).result(60)
-    rebuilt = two_slots.submit(prompt, GREEDY, session="moon").result(60)
-    assert rebuilt.usage.cached_tokens < first.usage.prompt_tokens - 1  # it really lost its cache
-    assert rebuilt.text == first.text
+def test_evicted_session_gets_the_same_reply_after_its_slot_is_rebuilt(engine):
+    """With the cache tiers off (tests/test_kv_tiers.py has them on), an evicted session's cache is
+    gone, and computing it again gives the same reply."""
+    no_tiers = CacheConfig(cache_ram=0, cache_disk=0)
+    two_slots = Engine(engine.info, engine.device, n_ctx=2048, parallel=2, cache=no_tiers)
+    try:
+        prompt = chatml("Write a poem about the moon.")
+        first = two_slots.submit(prompt, GREEDY, session="moon").result(60)
+        for name in ("intruder-1", "intruder-2"):  # two other sessions take both slots: "moon" is evicted
+            two_slots.submit(chatml(f"Say something about {name}."), GREEDY, session=name).result(60)
+        rebuilt = two_slots.submit(prompt, GREEDY, session="moon").result(60)
+        assert rebuilt.usage.cached_tokens < first.usage.prompt_tokens - 1  # it really lost its cache
+        assert rebuilt.text == first.text
+    finally:
+        two_slots.close()
 
 
 def test_a_sessions_second_request_waits_for_its_first(two_slots):
