@@ -178,7 +178,7 @@ def restart(model: str, tokens: int) -> dict:
                 _, reply = turn(server.client(), model, text, extra_body={"session_id": "notes"})
             finally:
                 server.stop()
-            files = list((Path(data) / "kv").glob("*.kv"))
+            size = sum(f.stat().st_size for f in (Path(data) / "kv").glob("*.kv"))
             server = hearth(model, 2, Path(data), **env)
             try:
                 client = server.client()
@@ -194,8 +194,7 @@ def restart(model: str, tokens: int) -> dict:
             "disk_hits": stats["hits"],
             "tokens_from_disk": stats["tokens_saved"],
         }
-        if files:
-            size = sum(f.stat().st_size for f in files)
+        if size:
             out["disk_bytes_per_token"] = round(size / max(1, stats["tokens_saved"]))
     out["ratio"] = round(out["disk"]["first_turn_s"] / out["no_disk"]["first_turn_s"], 3)
     return out

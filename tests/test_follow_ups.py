@@ -34,10 +34,12 @@ def follow_ups(engine) -> int:
 
 
 def two_turns(engine, session: str, sampling: SamplingParams, *, follow: str | None, wait: bool):
-    first = engine.submit(FIRST, sampling, session=session, followed_by=follow).result(60)
+    """Two turns of a session of its own user: its cache is its own (no other session's turns with
+    the same text serve it), so what its follow-up added can be counted."""
+    first = engine.submit(FIRST, sampling, session=session, followed_by=follow, user=session).result(60)
     if wait:
         idle()
-    return first, engine.submit(second(first.text), sampling, session=session).result(60)
+    return first, engine.submit(second(first.text), sampling, session=session, user=session).result(60)
 
 
 def test_the_separator_of_an_idle_session_is_cached_ahead_and_the_reply_is_the_same(engine):
@@ -130,9 +132,10 @@ def test_chat_hearth_asks_for_the_follow_up_and_the_apps_chain_turns_it_on(engin
         return second.usage_metadata["input_token_details"]["cache_read"]
 
     before = follow_ups(engine)
-    plain = two_turns(ChatHearth(engine=engine, temperature=0.0, max_new_tokens=24, session_id="fu-lib"))
+    lib = ChatHearth(engine=engine, temperature=0.0, max_new_tokens=24, session_id="fu-lib", user="fu-lib")
+    plain = two_turns(lib)
     assert follow_ups(engine) == before
-    app = chain.llm.model_copy(update={"session_id": "fu-app-2"})
+    app = chain.llm.model_copy(update={"session_id": "fu-app-2", "user": "fu-app-2"})
     ahead = two_turns(app)
     assert follow_ups(engine) == before + 1
     assert ahead == plain + 1 + len(engine.tokenize(SEPARATOR, add_special=False))
@@ -154,10 +157,12 @@ def test_chat_module_asks_for_the_follow_up_when_told(engine):
     assert not ChatModule(model="default", chat_config=config).prefill_next_turn  # a library user opts in
     idle()  # the tests before may have left a follow-up due
     before = follow_ups(engine)
-    replied, plain = two_turns(ChatModule(model="default", chat_config=config))
+    # Each of its own user: the second chat's turns are not served from the first's cache.
+    replied, plain = two_turns(ChatModule(model="default", chat_config=config, user="fu-mlc-plain"))
     assert follow_ups(engine) == before
     assert replied == 12  # cut at max_gen_len: its last token is not cached without a follow-up
-    _, ahead = two_turns(ChatModule(model="default", chat_config=config, prefill_next_turn=True))
+    ahead_module = ChatModule(model="default", chat_config=config, prefill_next_turn=True, user="fu-mlc")
+    _, ahead = two_turns(ahead_module)
     assert follow_ups(engine) == before + 1
     assert ahead == plain + 1 + separator_tokens
 

@@ -51,11 +51,13 @@ class ChatModule:
         lib_path: str | None = None,
         *,
         prefill_next_turn: bool = False,
+        user: str | None = None,
     ) -> None:
         """`lib_path` is the older MLC name of `model_lib_path`. With `prefill_next_turn` (Hearth's
         own), the engine computes the template's turn separator into the cache while the chat sits
         idle after a reply, so the next message prefills fewer tokens (`Engine.submit`'s
-        `followed_by`)."""
+        `followed_by`). `user` (Hearth's own): whose chat this is; cached prefixes are shared only
+        among one user's chats."""
         require_local(model)
         self.model_path = resolve_model(model)
         self.config_folder = _config_folder(model, self.model_path)
@@ -65,6 +67,7 @@ class ChatModule:
         self.engine: Engine = configured_engine(model, device, self.chat_config.context_window_size)
         self.session = f"mlc-{uuid.uuid4().hex}"
         self.prefill_next_turn = prefill_next_turn
+        self.user = user
         self.conversation = Conversation(self.engine, self.chat_config)
         self._stats = RuntimeStats()
 
@@ -121,7 +124,9 @@ class ChatModule:
         self.reset_chat()
         base = generation_settings(self.chat_config).model_dump()
         settings = GenerationSettings.model_validate({**base, "max_new_tokens": generate_length, "stop": []})
-        stream = self.engine.submit(self.conversation.encode(prompt), settings.sampling(), session=None)
+        stream = self.engine.submit(
+            self.conversation.encode(prompt), settings.sampling(), session=None, user=self.user
+        )
         text = _consume(stream, None)
         self._stats.add(stream.completion)  # type: ignore[arg-type]
         return text
@@ -139,10 +144,14 @@ class ChatModule:
         sampling = settings.sampling(self.conversation.stop)
         template = self.conversation.template
         follow = prompts.turn_separator(template) if self.prefill_next_turn and template is not None else None
-        streams = [self.engine.submit(tokens, sampling, session=self.session, followed_by=follow)]
+        streams = [
+            self.engine.submit(tokens, sampling, session=self.session, followed_by=follow, user=self.user)
+        ]
         for i in range(1, n):
             seed = None if settings.seed is None else (settings.seed + i) % 2**32
-            streams.append(self.engine.submit(tokens, dataclasses.replace(sampling, seed=seed)))
+            streams.append(
+                self.engine.submit(tokens, dataclasses.replace(sampling, seed=seed), user=self.user)
+            )
         return streams
 
 
