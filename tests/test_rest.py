@@ -219,6 +219,9 @@ def test_an_idle_chat_session_has_its_next_turns_separator_cached_ahead(client, 
             messages=messages,
             temperature=0,
             max_tokens=6,
+            # Each session its own user: the second session's turns, the same text as the first's,
+            # are not served from the first one's cache, so what its follow-up added can be counted.
+            user=session,
             extra_body={"session_id": session},
         )
 
