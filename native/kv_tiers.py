@@ -200,7 +200,7 @@ class DiskTier:
             for name, value in self.identity.items():
                 if header.get(name) != value:
                     # Another model, build or context: kept for whoever it belongs to, not used here.
-                    log.debug("KV cache file %s is for another %s: ignored", path.name, name)
+                    log.info("KV cache file %s is for another %s: not used here", path.name, name)
                     return None
             if path.stat().st_size != header["offset"] + header["bytes"]:
                 raise ValueError("truncated")
