@@ -95,11 +95,13 @@ class HearthFields(GenerationFields):
         engine = self.get_engine()
         for attempt in range(self.max_retries + 1):
             try:
-                # Only a local engine takes `followed_by` and `user`; engines given by the caller need not.
-                extra = {"followed_by": followed_by} if followed_by else {}
-                if self.user is not None:
-                    extra["user"] = self.user
-                return engine.submit(prompt, settings.sampling(extra_stop), session=self.session_id, **extra)
+                return engine.submit(
+                    prompt,
+                    settings.sampling(extra_stop),
+                    session=self.session_id,
+                    followed_by=followed_by,
+                    user=self.user,
+                )
             except EngineBusy:
                 if attempt == self.max_retries:
                     raise

@@ -160,9 +160,9 @@ class ChatHearth(BaseChatModel, HearthFields):
         if kwargs.get("tools"):
             stream = self._start_tools(messages, stop, kwargs)
             return Submitted(stream, self.model_name, None, tuple(settings.stop))  # type: ignore[arg-type]
-        if getattr(self.get_engine(), "renders_chat", False):
+        if self.get_engine().renders_chat:
             # A remote server applies its model's template (and refuses what does not fit): send the
-            # messages themselves. Local engines have no such attribute.
+            # messages themselves.
             stream = self._submit(self.turns(messages, settings.system_prompt), settings)
             return Submitted(stream, self.model_name, None, tuple(settings.stop))
         prompt, dropped = self._fit(messages, settings)
@@ -190,7 +190,7 @@ class ChatHearth(BaseChatModel, HearthFields):
     ) -> Stream | tool_calls.ToolCallStream:
         """`_start` with tools bound: the tools described in the system message, tool calls and
         results of the history as plain turns, and a call's JSON constrained by a grammar."""
-        if getattr(self.get_engine(), "renders_chat", False):
+        if self.get_engine().renders_chat:
             raise ValueError("tool calling needs a local model: a remote engine renders its own chat")
         settings = self._settings(stop, kwargs)
         tools = kwargs["tools"]

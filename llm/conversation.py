@@ -58,7 +58,7 @@ class Conversation:
 
     def auto_template(self) -> str:
         """The name of the template the model gets without an override ("gguf": its own)."""
-        if getattr(self.engine, "renders_chat", False):
+        if self.engine.renders_chat:
             return "the server's"
         return build_chain(self.engine, self.settings, self.session_id).llm.template().name
 

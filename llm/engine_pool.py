@@ -44,7 +44,7 @@ class EnginePool:
         while True:
             engine = self._load(model)
             with self._lock:
-                if getattr(engine, "closed", False):
+                if engine.closed:
                     continue  # unloaded between loading and here: load it again
                 previous = self._held.get(session)
                 self._held[session] = engine

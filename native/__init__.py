@@ -13,6 +13,7 @@ from native.engine import (
     model_loads,
     save_sessions,
 )
+from native.protocol import EngineProtocol
 from native.remote import RemoteEngine
 from native.sampling import SamplingParams
 from native.stream import Completion, Stream, Timings, Usage
@@ -20,6 +21,7 @@ from native.stream import Completion, Stream, Timings, Usage
 __all__ = [
     "Completion",
     "Engine",
+    "EngineProtocol",
     "RemoteEngine",
     "SamplingParams",
     "Stream",

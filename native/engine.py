@@ -42,9 +42,15 @@ def default_parallel() -> int:
 
 class Engine:
     """A loaded model behind a scheduler thread. Use `load_engine` to get the shared instance.
+    Implements `native.protocol.EngineProtocol`.
 
     `n_ctx` is the context of one session (slot); the context allocated is `n_ctx * parallel`.
     """
+
+    renders_chat = False
+    """Chat models render the template and submit prompt text (or token ids)."""
+    n_ctx: int
+    """Each session's context in tokens."""
 
     def __init__(
         self,

@@ -38,10 +38,15 @@ def is_remote(spec: object) -> bool:
 
 
 class RemoteEngine:
-    """An engine whose model runs on an OpenAI-compatible server. Use `load_engine(URL)` to get one."""
+    """An engine whose model runs on an OpenAI-compatible server. Use `load_engine(URL)` to get one.
+    Implements `native.protocol.EngineProtocol`."""
 
     renders_chat = True
     """The server applies the chat template: chat models submit messages, not rendered prompts."""
+    model_name: str
+    """The server's model this engine asks for."""
+    n_ctx: int | None
+    """The context the server reports for it, if it does."""
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 600.0) -> None:
         base, _, wanted = url.partition("#")

@@ -58,7 +58,13 @@ def registry(calls) -> Iterator[type[BotFunctions]]:
 
 class ScriptedEngine:
     """The real engine's tokenizer and metadata with the model's replies written in advance: each
-    request gets the next one, delivered three characters at a time. It records every request."""
+    request gets the next one, delivered three characters at a time. It records every request. An
+    engine of the caller's, so it implements the engine protocol (native.protocol)."""
+
+    renders_chat = False
+    closed = False
+    model_name: str
+    n_ctx: int
 
     def __init__(self, engine, replies: list[str]) -> None:
         self.engine, self.replies = engine, list(replies)
@@ -71,7 +77,15 @@ class ScriptedEngine:
     def detokenize(self, tokens: list[int]) -> str:
         return self.engine.detokenize(tokens)
 
-    def submit(self, prompt: list[int], sampling: SamplingParams, session: str | None = None) -> Stream:
+    def submit(
+        self,
+        prompt: list[int],
+        sampling: SamplingParams | None = None,
+        session: str | None = None,
+        *,
+        followed_by: str | None = None,
+        user: str | None = None,
+    ) -> Stream:
         self.requests.append((list(prompt), sampling, session))
         text = self.replies.pop(0)
         stream = Stream()
@@ -80,6 +94,18 @@ class ScriptedEngine:
         n = len(self.engine.tokenize(text, add_special=False))
         stream._finish(Completion(text, "stop", Usage(len(prompt), 0, n), Timings(0.0, 0.0, 0.0)))
         return stream
+
+    def forget_session(self, session: str, user: str | None = None) -> None:
+        pass
+
+    def save_sessions(self) -> None:
+        pass
+
+    def stats(self) -> dict:
+        return {"requests_total": len(self.requests)}
+
+    def close(self) -> None:
+        pass
 
 
 def scripted(engine, *replies: str) -> tuple[NanoLLM, ScriptedEngine]:

@@ -171,10 +171,8 @@ class StreamingResponse:
     def _submit(self, reply: str, budget: int) -> Stream:
         tokens = self.prompt + (self.engine.tokenize(reply, add_special=False) if reply else [])
         sampling = replace(self.sampling, max_new_tokens=budget)
-        # Only asked for when set: an engine given by the caller need not take `followed_by`.
         follow = self.kv_cache.followed_by
-        extra = {"followed_by": follow} if follow else {}
-        return self.engine.submit(tokens, sampling, session=self.kv_cache.session, **extra)
+        return self.engine.submit(tokens, sampling, session=self.kv_cache.session, followed_by=follow)
 
     def _run(self, found: Found) -> str:
         """Run the call and say what it gave, closing its backticks first if the model opened them."""

@@ -34,8 +34,8 @@ class ServedModel:
 
     @classmethod
     def of(cls, uid: str, engine: Engine | RemoteEngine) -> ServedModel:
-        local = isinstance(engine, Engine)
-        return cls(uid, engine, model_template(engine.info) if local else None)  # type: ignore[union-attr]
+        renders_here = not engine.renders_chat
+        return cls(uid, engine, model_template(engine.info) if renders_here else None)  # type: ignore[union-attr]
 
     def describe(self) -> dict:
         """This model's /v1/models entry."""
