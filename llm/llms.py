@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -54,7 +55,8 @@ class HearthLLM(BaseLLM, HearthFields):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
-        stream = self._submit(prompt, self._settings(stop, kwargs))
+        # Tokenizing, a busy engine's back-off and a remote engine's round trip: off the loop.
+        stream = await asyncio.to_thread(self._submit, prompt, self._settings(stop, kwargs))
         async for chunk in self._achunks(stream, run_manager):
             yield chunk
 
