@@ -18,7 +18,6 @@ once and kept in the data folder, so logins survive restarts.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from chainlit.user import User
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from llm.net import is_loopback
 from llm.store import StoreConfig, data_dir
 
 log = logging.getLogger("hearth.auth")
@@ -113,15 +113,6 @@ def write_users(path: Path, users: Mapping[str, str]) -> None:
     partial.touch(mode=0o600)
     partial.write_text(json.dumps({n: {"password_hash": h} for n, h in sorted(users.items())}, indent=2))
     partial.replace(path)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

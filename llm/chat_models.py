@@ -35,6 +35,11 @@ log = logging.getLogger("hearth.llm")
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "chat": "user"}
 
 
+def role_of(message: BaseMessage) -> str:
+    """The chat-template role of a LangChain message ("human" -> "user", "ai" -> "assistant")."""
+    return _ROLES.get(message.type, message.type)
+
+
 @dataclass(frozen=True)
 class Submitted:
     """What `ChatHearth` handed the engine for one reply.
@@ -120,7 +125,7 @@ class ChatHearth(BaseChatModel, HearthFields):
 
     def turns(self, messages: list[BaseMessage], system_prompt: str | None = None) -> list[dict[str, str]]:
         """The conversation as {"role", "content"} dicts, the system prompt first when one is set."""
-        turns = [{"role": _ROLES.get(m.type, m.type), "content": m.text} for m in messages]
+        turns = [{"role": role_of(m), "content": m.text} for m in messages]
         if system_prompt and not any(t["role"] == "system" for t in turns):
             turns.insert(0, {"role": "system", "content": system_prompt})
         return turns

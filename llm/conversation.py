@@ -6,16 +6,10 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from llm._base import configured_engine
+from llm._base import model_template
 from llm.chain import Reply, build_chain
 from llm.settings import GenerationSettings
 from native import Engine
-
-
-def shared_engine() -> Engine:
-    """The process-wide engine for the configured model (`HEARTH_MODEL`, else the default).
-    Loads the model on the first call only; later calls return the same engine."""
-    return configured_engine()
 
 
 class Conversation:
@@ -60,7 +54,7 @@ class Conversation:
         """The name of the template the model gets without an override ("gguf": its own)."""
         if self.engine.renders_chat:
             return "the server's"
-        return build_chain(self.engine, self.settings, self.session_id).llm.template().name
+        return model_template(self.engine.info).name
 
     def reply(
         self, question: str, history: list[BaseMessage] | None = None, callbacks: list | None = None

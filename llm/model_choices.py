@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from llm.settings import EngineConfig
 from native.catalog import CATALOG, DEFAULT_MODEL, format_size, obtainable
+from native.remote import is_remote
 from native.resolve import list_models
 
 
@@ -32,7 +33,7 @@ def remote_models(config: EngineConfig | None = None) -> list[ModelChoice]:
         name, sep, url = item.strip().partition("=")
         if not sep:
             name, url = "", name
-        if not url.startswith(("http://", "https://")):
+        if not is_remote(url):
             if item.strip():
                 raise ValueError(f"HEARTH_REMOTE_MODELS: {item.strip()!r} is not [NAME=]http(s)://URL")
             continue

@@ -1,16 +1,22 @@
 """`GenerationSettings`: the one definition of every generation knob, its range, default and label.
 
-The Chainlit sliders, the LangChain classes' fields and (later) the REST and Python APIs all come
-from these fields, so a range is written once. `EngineConfig` holds what it takes to load a model,
-read from `HEARTH_*` environment variables.
+The Chainlit sliders, the LangChain classes' fields, the REST server's requests and the MLC and Nano
+APIs all come from these fields, so a range is written once. `EngineConfig` holds what it takes to
+load a model, read from `HEARTH_*` environment variables.
 """
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from native import SamplingParams
+
+
+def problems(exc: ValidationError, whole: str = "settings") -> str:
+    """A validation error as one line a person reads: "max_new_tokens: Input should be ...; ...".
+    `whole` names the model itself where an error is about no one field."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or whole}: {e['msg']}" for e in exc.errors())
 
 
 def _ui(label: str, widget: str, step: float | None = None) -> dict:
@@ -90,10 +96,6 @@ class GenerationFields(BaseModel):
     frequency_penalty: float = Field(
         0.0, ge=-2.0, le=2.0, description="Penalise tokens by how often they already appeared (OpenAI's)."
     )
-
-    def generation_settings(self) -> GenerationSettings:
-        """These values as a validated `GenerationSettings`."""
-        return GenerationSettings.model_validate(self.model_dump(include=set(GenerationFields.model_fields)))
 
 
 class GenerationSettings(GenerationFields):

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 import prompts
 from llm.model_choices import ModelChoice
-from llm.settings import GenerationSettings
+from llm.settings import GenerationSettings, problems
 
 AUTO_TEMPLATE = "auto"
 NOTICE = {"hearth_notice": True}
@@ -92,8 +92,7 @@ def settings_from_panel(values: dict[str, Any]) -> GenerationSettings:
     try:
         return GenerationSettings.model_validate(known)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"invalid settings: {problems}") from None
+        raise ValueError(f"invalid settings: {problems(exc)}") from None
 
 
 def choices_from_panel(values: dict[str, Any]) -> PanelChoices:

@@ -77,5 +77,10 @@ class EngineFailed(HearthError, RuntimeError):
     """The engine stopped working (its worker died or it was closed); requests cannot be served."""
 
 
+class StepFailed(HearthError, RuntimeError):
+    """llama.cpp refused a step of the scheduler (a decode, a copy of a cache): the sequences in it
+    start over; the engine goes on."""
+
+
 class InvalidGrammar(HearthError, ValueError):
     """A grammar (or JSON schema) that llama.cpp cannot use to constrain generation."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import llama_cpp as C
 
-from native.errors import ModelLoadFailed
+from native.errors import ModelLoadFailed, StepFailed
 
 log = logging.getLogger("hearth.native")
 
@@ -187,9 +187,9 @@ class Context:
     def decode(self, batch: Batch) -> None:
         rc = C.llama_decode(self.handle, batch.struct)
         if rc == 1:
-            raise RuntimeError("llama_decode found no KV slot for the batch: the context is full")
+            raise StepFailed("llama_decode found no KV slot for the batch: the context is full")
         if rc != 0:
-            raise RuntimeError(f"llama_decode returned {rc}")
+            raise StepFailed(f"llama_decode returned {rc}")
 
     def logits(self, index: int) -> bytes:
         """The raw F32 logits of the batch entry at `index` (asked for with `logits=True`), as bytes."""
@@ -215,7 +215,7 @@ class Context:
         self.forget(b)
         for data, seq_id in ((saved[0], b), (saved[1], a)):
             if data is not None and not self.restore_state(data, seq_id):
-                raise RuntimeError(f"llama.cpp could not restore a cache into sequence {seq_id}")
+                raise StepFailed(f"llama.cpp could not restore a cache into sequence {seq_id}")
 
     def save_state(self, seq_id: int) -> ctypes.Array | None:
         """The sequence's KV state (its used cells only), or None when it holds none."""
@@ -224,7 +224,7 @@ class Context:
         size = C.llama_state_seq_get_size(self.handle, seq_id)
         data = (ctypes.c_uint8 * size)()
         if C.llama_state_seq_get_data(self.handle, data, size, seq_id) != size:
-            raise RuntimeError(f"llama.cpp could not save the cache of sequence {seq_id}")
+            raise StepFailed(f"llama.cpp could not save the cache of sequence {seq_id}")
         return data
 
     def restore_state(self, data: ctypes.Array, seq_id: int) -> bool:

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from native.errors import StepFailed
 from native.kv_tiers import CacheConfig, DiskTier, RamTier, Saved, TierStats, owner_key, session_key
 from native.llama import Context
 from native.prefix_index import PrefixIndex
@@ -172,7 +173,7 @@ class PrefixCache:
             return
         try:
             data = self.ctx.save_state(slot.seq_id)
-        except RuntimeError:
+        except StepFailed:
             log.exception("saving slot %d to RAM failed", slot.seq_id)
             return
         if data is None:
@@ -192,7 +193,12 @@ class PrefixCache:
         self.ctx.forget(slot.seq_id)
         slot.tokens.clear()
         if isinstance(holder, Slot):
-            data, tokens = self.ctx.save_state(holder.seq_id), holder.tokens
+            tokens = holder.tokens
+            try:
+                data = self.ctx.save_state(holder.seq_id)
+            except StepFailed:
+                log.exception("copying slot %d failed", holder.seq_id)
+                return False
         else:
             assert isinstance(holder, Saved)
             data, tokens = holder.data, holder.tokens
@@ -251,7 +257,11 @@ class PrefixCache:
         assert self.disk is not None
         if slot is not None:
             tokens, owner, pos_min = slot.tokens, slot.owner, self.ctx.pos_min(slot.seq_id)
-            data = self.ctx.save_state(slot.seq_id) if tuple(tokens) != self._on_disk.get(key) else None
+            try:
+                data = self.ctx.save_state(slot.seq_id) if tuple(tokens) != self._on_disk.get(key) else None
+            except StepFailed:
+                log.exception("saving slot %d for the disk failed", slot.seq_id)
+                return
         else:  # evicted to RAM meanwhile: its newest copy there
             saved = [e for e in self.ram.entries if e.session == key]
             if not saved:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import llama_cpp as C
 from llama_cpp import llama_grammar
 
 from native.errors import InvalidGrammar
 from native.llama import Model, SamplerChain
+
+PENALTIES_OFF = {"repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,19 @@ class SamplingParams:
     """Generation ends when any of these appears; the stop string itself is never emitted."""
     grammar: str | None = None
     """A GBNF grammar (root rule `root`) the output must follow; see `json_grammar` for JSON."""
+
+    def constrained(self, grammar: str) -> SamplingParams:
+        """These params with output held to `grammar`, and without repetition penalties: JSON repeats
+        its quotes, colons and braces by design, and a penalty would push the model toward whatever
+        the grammar still allows instead of what it means."""
+        return replace(self, grammar=grammar, **PENALTIES_OFF)
+
+    def for_choice(self, i: int) -> SamplingParams:
+        """The sampling of choice `i` of several replies to one prompt: with a seed, seed + i (mod
+        2**32), so the choices differ yet each is reproducible; choice 0 is these very params."""
+        if i == 0 or self.seed is None:
+            return self
+        return replace(self, seed=(self.seed + i) % 2**32)
 
     @property
     def penalises(self) -> bool:

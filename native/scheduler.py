@@ -24,6 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from native.errors import StepFailed
 from native.kv_tiers import CacheConfig, owner_key
 from native.llama import Batch, Context, Model
 from native.prefix_cache import PrefixCache
@@ -283,7 +284,7 @@ class Scheduler:
             log.debug("swapping slots %d and %d: running sequences side by side", active.slot.seq_id, place)
             try:
                 self.ctx.swap(active.slot.seq_id, place)
-            except RuntimeError as exc:  # both caches are gone: their sessions start over
+            except StepFailed as exc:  # both caches are gone: their sessions start over
                 log.exception("swapping slots failed")
                 for slot in (active.slot, table[place]):
                     self.ctx.forget(slot.seq_id)

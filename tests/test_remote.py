@@ -12,7 +12,8 @@ import pytest
 from test_rest_support import hearth_server, llama_cpp_server, local_engine
 
 from llm import ChatHearth, HearthLLM
-from llm.conversation import Conversation, shared_engine
+from llm._base import configured_engine
+from llm.conversation import Conversation
 from native import RemoteEngine, SamplingParams, load_engine
 from native.errors import ContextOverflow, EngineFailed, ModelNotFound
 from native.remote_wire import RemoteRejected
@@ -123,7 +124,7 @@ def test_langchain_classes_run_unchanged_on_a_url(hearth):
 
 async def test_the_apps_conversation_runs_on_hearth_model_url(hearth, monkeypatch):
     monkeypatch.setenv("HEARTH_MODEL", hearth.url + "/v1")
-    engine = shared_engine()
+    engine = configured_engine()  # what the app loads for HEARTH_MODEL
     assert isinstance(engine, RemoteEngine)
     conversation = Conversation(engine, session_id="app-over-http")
     tokens = [token async for token in conversation.reply("Say hello.")]

@@ -14,7 +14,6 @@ conversation stays in the KV cache and every turn computes only the tokens it ad
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import uuid
 from collections.abc import Callable, Sequence
@@ -148,10 +147,7 @@ class ChatModule:
             self.engine.submit(tokens, sampling, session=self.session, followed_by=follow, user=self.user)
         ]
         for i in range(1, n):
-            seed = None if settings.seed is None else (settings.seed + i) % 2**32
-            streams.append(
-                self.engine.submit(tokens, dataclasses.replace(sampling, seed=seed), user=self.user)
-            )
+            streams.append(self.engine.submit(tokens, sampling.for_choice(i), user=self.user))
         return streams
 
 

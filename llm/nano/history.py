@@ -24,6 +24,7 @@ import prompts
 from llm._base import model_template
 from llm.nano.model import NanoLLM
 from llm.nano.stream import KVCache, StreamingResponse
+from native.slots import common_prefix
 
 
 @dataclass
@@ -164,7 +165,7 @@ class ChatHistory:
                 follow = prompts.turn_separator(self.template)
                 self.kv_cache = KVCache(f"nano-{uuid.uuid4().hex}", followed_by=follow)
             return tokens, 0
-        position = _common_prefix(self.kv_cache.tokens, tokens)
+        position = common_prefix(self.kv_cache.tokens, tokens)
         self.kv_cache.truncate(position)  # what follows no longer matches the chat: forget it
         return tokens[position:], position
 
@@ -173,7 +174,3 @@ class ChatHistory:
         """Tokens of the whole chat as the model sees it."""
         return len(self.model.engine.tokenize(self.prompt.text))
 
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)

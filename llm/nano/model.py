@@ -24,6 +24,7 @@ from llm.nano.templates import stop_strings
 from llm.settings import GenerationSettings
 from llm.tools import Function
 from native import Engine
+from native.remote import is_remote
 
 log = logging.getLogger("hearth.nano")
 
@@ -123,7 +124,7 @@ class NanoLLM:
 
 def require_local(model: str | None) -> None:
     """Refuse a server URL: these APIs tokenize and keep KV caches, which needs the model here."""
-    if isinstance(model, str) and model.startswith(("http://", "https://")):
+    if is_remote(model):
         raise ValueError(
             f"{model} is a server, but NanoLLM, ChatHistory and ChatModule run a local GGUF model "
             "(they tokenize and keep each chat's KV cache); use ChatHearth(model=URL) for a server"

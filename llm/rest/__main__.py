@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from llm.logs import configure_logging
 from llm.rest.app import create_app
 from llm.rest.settings import ServerSettings
+from llm.settings import problems
 from native.errors import HearthError
 
 log = logging.getLogger("hearth.rest")
@@ -57,10 +58,7 @@ def settings_from(argv: list[str] | None) -> ServerSettings:
     try:
         return ServerSettings(**given)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        sys.exit(f"python -m llm.rest: {problems}")
+        sys.exit(f"python -m llm.rest: {problems(exc)}")
 
 
 def use_library(lib_path: Path) -> None:

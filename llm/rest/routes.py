@@ -4,7 +4,6 @@ serve), then streams or gathers; no lock anywhere: the engine's scheduler serves
 from __future__ import annotations
 
 import hmac
-from dataclasses import replace
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -159,11 +158,7 @@ def _submit(
     streams: list[Stream] = []
     try:
         for i in range(n):
-            seeded = (
-                sampling
-                if i == 0 or sampling.seed is None
-                else replace(sampling, seed=(sampling.seed + i) % 2**32)
-            )
+            seeded = sampling.for_choice(i)
             # Without a session the engine ignores `followed_by`.
             streams.append(
                 model.engine.submit(

@@ -6,7 +6,6 @@ written once, there); this module maps OpenAI's names onto it and back for error
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage
@@ -15,7 +14,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from llm.rest import tools
 from llm.rest.errors import APIError, validation_error
 from llm.settings import GenerationSettings
-from native.sampling import SamplingParams, json_grammar
+from native.sampling import PENALTIES_OFF, SamplingParams, json_grammar
 
 MAX_CHOICES = 16
 
@@ -33,7 +32,6 @@ SETTINGS_NAMES = {
     "repetition_penalty": "repetition_penalty",
 }
 OPENAI_NAMES = {ours: theirs for theirs, ours in SETTINGS_NAMES.items()}
-PENALTIES_OFF = {"repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
 
 
 class Strict(BaseModel):
@@ -122,7 +120,7 @@ class GenerationRequest(Strict):
             raise APIError(
                 400, f"{asked[0]} cannot be combined with a grammar or response_format", param=asked[0]
             )
-        return replace(params, grammar=grammar, **PENALTIES_OFF)
+        return params.constrained(grammar)
 
     def grammar_text(self) -> str | None:
         fmt = self.response_format

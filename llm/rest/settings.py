@@ -6,13 +6,13 @@ to the app and to the server.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from llm.net import is_loopback
 from llm.settings import EngineConfig
 
 
@@ -74,11 +74,3 @@ class ServerSettings(EngineConfig):
         """The API key in clear, for the one comparison that needs it."""
         return self.api_key.get_secret_value() if self.api_key else None
 
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve to anything

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import replace
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 import prompts
+from llm.chat_models import role_of
 from llm.rest.errors import APIError
 from llm.tools import langchain as tool_calls
 from llm.tools.calls import parse_json_call
 from llm.tools.spec import CallError
 from native import Completion, SamplingParams
-
-_ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 
 
 def conversation(messages: list[dict[str, Any]]) -> list[BaseMessage]:
@@ -68,7 +66,7 @@ def turns(messages: list[BaseMessage]) -> list[dict[str, str]]:
 
 
 def _plain(messages: list[BaseMessage]) -> list[dict[str, str]]:
-    return [{"role": _ROLES.get(m.type, "user"), "content": m.text} for m in messages]
+    return [{"role": role_of(m), "content": m.text} for m in messages]
 
 
 def choice_of(tool_choice: str | dict | None, tools: list[dict[str, Any]]) -> str:
@@ -90,13 +88,7 @@ def call_prompt(
 def constrained(sampling: SamplingParams, tools: list[dict[str, Any]], choice: str) -> SamplingParams:
     """Sampling whose output is one call of the chosen tool. JSON repeats its quotes and braces by
     design, so repetition penalties are off (as in the chat model's tool calling)."""
-    return replace(
-        sampling,
-        grammar=tool_calls.call_grammar(tools, choice),
-        repetition_penalty=1.0,
-        presence_penalty=0.0,
-        frequency_penalty=0.0,
-    )
+    return sampling.constrained(tool_calls.call_grammar(tools, choice))
 
 
 def message(completion: Completion) -> tuple[dict[str, Any], str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -139,13 +138,7 @@ class ConstrainedSettings(GenerationSettings):
     grammar: str = Field(exclude=True, description="A GBNF grammar the reply must follow.")
 
     def sampling(self, extra_stop: tuple[str, ...] | list[str] = ()) -> SamplingParams:
-        return replace(
-            super().sampling(extra_stop),
-            grammar=self.grammar,
-            repetition_penalty=1.0,
-            presence_penalty=0.0,
-            frequency_penalty=0.0,
-        )
+        return super().sampling(extra_stop).constrained(self.grammar)
 
 
 class ToolCallStream:

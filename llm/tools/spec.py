@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from llm.settings import problems
+
 
 class CallError(ValueError):
     """A function call that cannot run: malformed, unknown function, or bad arguments. The message is
@@ -70,10 +72,7 @@ class Function:
         try:
             validated = self.arguments.model_validate(values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()
-            )
-            raise CallError(f"bad arguments for {self.signature}: {problems}") from None
+            raise CallError(f"bad arguments for {self.signature}: {problems(exc, 'arguments')}") from None
         return {k: getattr(validated, k) for k in self.arguments.model_fields}
 
 
