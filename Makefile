@@ -46,6 +46,7 @@ bench: install
 	$(PY) bench/concurrent.py
 	$(PY) bench/rest.py
 	$(PY) bench/cache.py
+	$(PY) bench/load.py
 
 install: $(STAMP)
 
