@@ -7,17 +7,17 @@ import chainlit as cl
 from chainlit.config import config as chainlit_config
 from chainlit.types import ThreadDict
 
-from llm import model_switch, reply_view
-from llm.auth import configured_access, ensure_auth_secret
-from llm.conversation import Conversation
 from llm.logs import configure_logging
-from llm.resume import notice_ids, remember_panel, restore_conversation, show_saved_stats
-from llm.store import open_data_layer
+from llm.web import model_switch, reply_view
+from llm.web.auth import configured_access, ensure_auth_secret
+from llm.web.conversation import Conversation
+from llm.web.resume import notice_ids, remember_panel, restore_conversation, show_saved_stats
+from llm.web.store import open_data_layer
 
 configure_logging()
 log = logging.getLogger("hearth.app")
 
-# History and login (see llm/auth.py): decided once, before Chainlit asks for either.
+# History and login (see llm/web/auth.py): decided once, before Chainlit asks for either.
 access = configured_access(host=chainlit_config.run.host)
 if access.keeps_history:
     os.environ["CHAINLIT_AUTH_SECRET"] = ensure_auth_secret()
@@ -38,7 +38,7 @@ elif access.mode == "local":
 
     @cl.header_auth_callback
     async def local_login(headers) -> cl.User:
-        return access.local_user()  # one user, no login page: see llm/auth.py
+        return access.local_user()  # one user, no login page: see llm/web/auth.py
 
 
 @cl.on_app_shutdown

@@ -20,8 +20,8 @@ import argparse
 import json
 import time
 
-from llm.conversation import Conversation
-from llm.ui import settings_from_panel
+from llm.web.conversation import Conversation
+from llm.web.ui import settings_from_panel
 from native import load_engine, model_loads
 from native.engine import Engine
 

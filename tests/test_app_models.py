@@ -17,12 +17,12 @@ from chainlit.message import ErrorMessage, Message
 from langchain_core.messages import AIMessage, HumanMessage
 
 from llm.chain import Reply, build_chain
-from llm.conversation import Conversation
-from llm.engine_pool import EnginePool
-from llm.model_choices import model_choices, remote_models
-from llm.reply_stats import context_is_full, format_stats
 from llm.settings import EngineConfig, GenerationSettings
-from llm.ui import NOTICE, choices_from_panel, history_before, panel_widgets
+from llm.web.conversation import Conversation
+from llm.web.engine_pool import EnginePool
+from llm.web.model_choices import model_choices, remote_models
+from llm.web.reply_stats import context_is_full, format_stats
+from llm.web.ui import NOTICE, choices_from_panel, history_before, panel_widgets
 from native import load_engine, loaded_engines, model_loads
 from native.resolve import resolve_model
 

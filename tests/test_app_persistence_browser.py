@@ -20,7 +20,7 @@ import pytest
 from browser_support import Server, send, set_slider, shot, wait_idle
 from playwright.sync_api import Browser, Page, expect
 
-from llm.auth import hash_password, write_users
+from llm.web.auth import hash_password, write_users
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from llm.auth import (
+from llm.settings import GenerationSettings
+from llm.web.auth import (
     LOCAL_USER,
     AuthConfig,
     configured_access,
@@ -20,10 +21,9 @@ from llm.auth import (
     read_users,
     write_users,
 )
-from llm.resume import history_from_thread, notice_ids, restore_conversation, saved_stats
-from llm.settings import GenerationSettings
-from llm.store import StoreConfig
-from llm.ui import history_before
+from llm.web.resume import history_from_thread, notice_ids, restore_conversation, saved_stats
+from llm.web.store import StoreConfig
+from llm.web.ui import history_before
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,7 @@ def access_in(tmp_path: Path, host: str = "127.0.0.1", **auth: str):
 
 def add_user(tmp_path: Path, name: str, password: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "llm.users", "add", name],
+        [sys.executable, "-m", "llm.web.users", "add", name],
         input=password + "\n",
         capture_output=True,
         text=True,
@@ -119,7 +119,7 @@ def test_adding_again_changes_the_password_and_remove_removes(tmp_path):
     users = read_users(tmp_path / "users.json")
     assert password_matches("second", users["alice"]) and not password_matches("first", users["alice"])
     removed = subprocess.run(
-        [sys.executable, "-m", "llm.users", "--file", str(tmp_path / "users.json"), "remove", "alice"],
+        [sys.executable, "-m", "llm.web.users", "--file", str(tmp_path / "users.json"), "remove", "alice"],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -290,7 +290,7 @@ def test_one_system_prompt_is_computed_once_for_many_conversations(tmp_path, eng
 async def test_deleting_a_thread_deletes_its_cache_files(tmp_path, monkeypatch, engines):
     from chainlit.user import User
 
-    from llm.data_layer import HearthDataLayer
+    from llm.web.data_layer import HearthDataLayer
 
     monkeypatch.setenv("HEARTH_DATA_DIR", str(tmp_path))
     layer = HearthDataLayer(f"sqlite+aiosqlite:///{tmp_path / 'hearth.db'}")

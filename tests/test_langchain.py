@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 import llm
 from llm import ChatHearth, GenerationSettings, HearthLLM, build_chain
-from llm.conversation import Conversation
-from llm.reply_stats import format_stats
+from llm.web.conversation import Conversation
+from llm.web.reply_stats import format_stats
 from native import model_loads
 from native.engine import Engine
 
@@ -274,7 +274,7 @@ async def test_chat_history_comes_from_chainlits_record_without_errors_or_later_
     from chainlit.context import init_http_context
     from chainlit.message import ErrorMessage, Message
 
-    from llm.ui import history_before
+    from llm.web.ui import history_before
 
     init_http_context()  # Chainlit messages belong to a session, as they do in the app
     record = [

@@ -13,7 +13,7 @@ from test_rest_support import hearth_server, llama_cpp_server, local_engine
 
 from llm import ChatHearth, HearthLLM
 from llm._base import configured_engine
-from llm.conversation import Conversation
+from llm.web.conversation import Conversation
 from native import RemoteEngine, SamplingParams, load_engine
 from native.errors import ContextOverflow, EngineFailed, ModelNotFound
 from native.remote_wire import RemoteRejected

@@ -24,9 +24,9 @@ from chainlit.user import User
 from sqlalchemy.dialects import postgresql, sqlite
 from test_rest_support import free_port
 
-from llm.data_layer import HearthDataLayer
-from llm.schema import metadata, schema_ddl
-from llm.store import StoreConfig, async_database_url, data_dir, database_url, open_data_layer
+from llm.web.data_layer import HearthDataLayer
+from llm.web.schema import metadata, schema_ddl
+from llm.web.store import StoreConfig, async_database_url, data_dir, database_url, open_data_layer
 
 TABLES = {"users", "threads", "steps", "elements", "feedbacks"}
 

@@ -12,9 +12,9 @@ from chainlit.data import get_data_layer
 from chainlit.types import ThreadDict
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from llm.conversation import Conversation
-from llm.reply_view import STATS_KEY
-from llm.ui import settings_from_panel
+from llm.web.conversation import Conversation
+from llm.web.reply_view import STATS_KEY
+from llm.web.ui import settings_from_panel
 
 log = logging.getLogger("hearth.resume")
 

@@ -1,7 +1,7 @@
-"""Manage the browser chat's users: `python -m llm.users add NAME`, `remove NAME`, `list`.
+"""Manage the browser chat's users: `python -m llm.web.users add NAME`, `remove NAME`, `list`.
 
 The password is asked twice on a terminal, or read from the first line of standard input
-(`echo "$PASSWORD" | python -m llm.users add NAME`). Only its bcrypt hash is stored, in the users file
+(`echo "$PASSWORD" | python -m llm.web.users add NAME`). Only its bcrypt hash is stored, in the users file
 (`users.json` in the data folder, or `HEARTH_USERS_FILE`; `--file` overrides both). A running app sees a
 new user at once; a first user turns the login page on at the app's next start.
 """
@@ -13,7 +13,7 @@ import getpass
 import sys
 from pathlib import Path
 
-from llm.auth import hash_password, read_users, users_file, write_users
+from llm.web.auth import hash_password, read_users, users_file, write_users
 
 
 def read_password(stdin=sys.stdin) -> str:
@@ -26,7 +26,7 @@ def read_password(stdin=sys.stdin) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llm.users", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m llm.web.users", description=__doc__.split("\n\n")[0])
     parser.add_argument("--file", type=Path, default=users_file(), help="the users file (%(default)s)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("add", help="add a user, or set their password").add_argument("name")

@@ -11,10 +11,10 @@ from typing import Any
 
 import chainlit as cl
 
-from llm.conversation import Conversation
-from llm.engine_pool import EnginePool
-from llm.model_choices import configured_spec, label_of, model_choices
-from llm.ui import NOTICE, choices_from_panel, panel_widgets, settings_from_panel
+from llm.web.conversation import Conversation
+from llm.web.engine_pool import EnginePool
+from llm.web.model_choices import configured_spec, label_of, model_choices
+from llm.web.ui import NOTICE, choices_from_panel, panel_widgets, settings_from_panel
 from native import save_sessions
 from native.errors import HearthError
 

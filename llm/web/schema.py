@@ -3,7 +3,7 @@
 They follow the schema Chainlit publishes for that data layer (https://docs.chainlit.io/data-layers/sqlalchemy,
 for Chainlit 2.12: `steps` has `command`, `defaultOpen` and `modes`), written once as SQLAlchemy Core
 tables so that each database gets its own types: on PostgreSQL `UUID`, `JSONB` and `TEXT[]` exactly as
-published; on SQLite, which has none of them, text holding the id or the JSON (see `llm.data_layer` for
+published; on SQLite, which has none of them, text holding the id or the JSON (see `llm.web.data_layer` for
 the values that must be converted on the way in and out).
 """
 

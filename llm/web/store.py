@@ -14,7 +14,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
-from llm.data_layer import HearthDataLayer
+from llm.web.data_layer import HearthDataLayer
 
 DATABASE_FILE = "hearth.db"
 

@@ -3,7 +3,7 @@
 Three modes, chosen when the app starts:
 
 - `password`: users from the users file (`users.json` in the data folder, or `HEARTH_USERS_FILE`; names
-  and bcrypt hashes, written by `python -m llm.users add NAME`) and/or one user from `HEARTH_USER` and
+  and bcrypt hashes, written by `python -m llm.web.users add NAME`) and/or one user from `HEARTH_USER` and
   `HEARTH_PASSWORD`. Chainlit shows its login page; each user sees only their own threads.
 - `local` (no users configured, the app listening on this machine only): no login page. Chainlit keeps
   thread history only for an authenticated user, so every browser is signed in, without a question, as
@@ -34,7 +34,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llm.net import is_loopback
-from llm.store import StoreConfig, data_dir
+from llm.web.store import StoreConfig, data_dir
 
 log = logging.getLogger("hearth.auth")
 
@@ -158,7 +158,7 @@ def configured_access(host: str, auth: AuthConfig | None = None, store: StoreCon
         return Access("local", path)
     log.warning(
         "Hearth listens on %s with no users: chat history is off. Add a user "
-        "(python -m llm.users add NAME) to sign in and keep history.",
+        "(python -m llm.web.users add NAME) to sign in and keep history.",
         host,
     )
     return Access("off", path)

@@ -10,9 +10,9 @@ import logging
 import chainlit as cl
 
 from llm.chain import Reply
-from llm.conversation import Conversation
-from llm.reply_stats import context_is_full, format_stats
-from llm.ui import NOTICE, history_before
+from llm.web.conversation import Conversation
+from llm.web.reply_stats import context_is_full, format_stats
+from llm.web.ui import NOTICE, history_before
 from native.errors import ContextOverflow, EngineBusy, EngineFailed
 
 log = logging.getLogger("hearth.app")
@@ -84,7 +84,7 @@ async def _finish(conversation: Conversation, reply: Reply, message: cl.Message)
     if stats:
         message.elements = [cl.Text(name="stats", content=stats, display="inline")]
         # Chainlit keeps elements only in a cloud file store: the text rides in the step's metadata
-        # too, so a reopened thread shows it again (llm/resume.py).
+        # too, so a reopened thread shows it again (llm/web/resume.py).
         message.metadata = {**(message.metadata or {}), STATS_KEY: stats}
     await _move_regenerate(message)
     await message.send()

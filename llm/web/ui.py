@@ -13,8 +13,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import ValidationError
 
 import prompts
-from llm.model_choices import ModelChoice
 from llm.settings import GenerationSettings, problems
+from llm.web.model_choices import ModelChoice
 
 AUTO_TEMPLATE = "auto"
 NOTICE = {"hearth_notice": True}
