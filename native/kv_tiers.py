@@ -14,6 +14,7 @@ log line: the request computes its prompt as if nothing were cached. Files are t
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
@@ -87,7 +88,8 @@ class Saved:
     size: int
     session: str | None = None
     """`session_key` of the session it belongs to, if any."""
-    data: bytes | None = None
+    data: ctypes.Array | None = None
+    """The state itself, in RAM: what `Context.save_state` gave."""
     path: Path | None = None
     last_used: float = field(default_factory=time.monotonic)
 
@@ -138,8 +140,10 @@ class RamTier:
     def _fit(self) -> list[Saved]:
         out = []
         self.entries.sort(key=lambda e: e.last_used)
-        while self.entries and sum(e.size for e in self.entries) > self.limit:
+        total = sum(e.size for e in self.entries)
+        while self.entries and total > self.limit:
             out.append(self.entries.pop(0))
+            total -= out[-1].size
             self.stats.evictions += 1
         self._count()
         return out
@@ -167,12 +171,11 @@ class DiskTier:
 
     # -- reading what is there ----------------------------------------------------------------------
 
-    def scan(self) -> list[Saved]:
-        """The files of this identity (each checked by its header only; the bytes are checked when
-        a request restores them)."""
+    def scan(self) -> None:
+        """Take in the files of this identity (each checked by its header only; the bytes are
+        checked when a request restores them)."""
         if not self.folder.is_dir():
-            return []
-        found = []
+            return
         for path in sorted(self.folder.glob(f"*{SUFFIX}")):
             header = self._header(path)
             if header is None:
@@ -187,16 +190,12 @@ class DiskTier:
             )
             entry.last_used = path.stat().st_mtime - time.time() + time.monotonic()
             self.entries[path.name] = entry
-            found.append(entry)
         self._count()
-        return found
 
     def _header(self, path: Path) -> dict | None:
         try:
             with path.open("rb") as f:
-                header = json.loads(f.readline(1 << 24))
-            if not isinstance(header, dict) or header.get("format") != FORMAT:
-                raise ValueError("not a Hearth KV cache file of this format")
+                header = _read_header(f)
             for name, value in self.identity.items():
                 if header.get(name) != value:
                     # Another model, build or context: kept for whoever it belongs to, not used here.
@@ -210,15 +209,17 @@ class DiskTier:
             log.warning("KV cache file %s ignored: %s", path.name, exc)
             return None
 
-    def read(self, entry: Saved) -> bytes | None:
-        """The state bytes of `entry`, or None (with one log line) when the file no longer checks."""
+    def read(self, entry: Saved) -> ctypes.Array | None:
+        """The state of `entry`, read straight into the buffer llama.cpp takes, or None (with one log
+        line) when the file no longer checks."""
         assert entry.path is not None
         try:
             with entry.path.open("rb") as f:
-                header = json.loads(f.readline(1 << 24))
+                header = _read_header(f)
                 f.seek(header["offset"])
-                data = f.read(header["bytes"] + 1)
-            if len(data) != header["bytes"] or zlib.crc32(data) != header["crc32"]:
+                data = (ctypes.c_uint8 * header["bytes"])()
+                complete = f.readinto(data) == header["bytes"] and not f.read(1)
+            if not complete or zlib.crc32(data) != header["crc32"]:
                 raise ValueError("its bytes do not match their checksum (truncated or corrupt)")
             if header["tokens"] != entry.tokens or any(header.get(k) != v for k, v in self.identity.items()):
                 raise ValueError("it changed since it was read")
@@ -318,13 +319,21 @@ def forget_session_files(folder: Path, session: str) -> int:
     for path in folder.glob(f"*{SUFFIX}") if folder.is_dir() else []:
         try:
             with path.open("rb") as f:
-                header = json.loads(f.readline(1 << 24))
+                header = _read_header(f)
             if header.get("session") == session:
                 path.unlink(missing_ok=True)
                 deleted += 1
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError):
             continue
     return deleted
+
+
+def _read_header(f) -> dict:
+    """The JSON header line of a cache file open at its start; ValueError when it is none."""
+    header = json.loads(f.readline(1 << 24))
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError("not a Hearth KV cache file of this format")
+    return header
 
 
 def file_digest(path: Path, *, whole_up_to: int = 2**30) -> str:

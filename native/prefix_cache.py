@@ -13,17 +13,26 @@ The rules (the RAM tier after llama.cpp's server `--cache-ram`, the disk tier He
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 import time
 from pathlib import Path
 
 from native.errors import StepFailed
-from native.kv_tiers import CacheConfig, DiskTier, RamTier, Saved, TierStats, owner_key, session_key
+from native.hardware import build_digest
+from native.kv_tiers import (
+    CacheConfig,
+    DiskTier,
+    RamTier,
+    Saved,
+    TierStats,
+    file_digest,
+    owner_key,
+    session_key,
+)
 from native.llama import Context
 from native.prefix_index import PrefixIndex
-from native.slots import Slot, SlotState, common_prefix
+from native.slots import Slot, SlotState, common_prefix, window_kept
 
 log = logging.getLogger("hearth.cache")
 
@@ -93,12 +102,12 @@ class PrefixCache:
 
     # -- a request's prefix -------------------------------------------------------------------------
 
-    def prepare(self, slot: Slot, tokens: list[int], user: str | None) -> tuple[int, str | None]:
-        """Fill `slot` with the best cached prefix of `tokens` for `user`; returns how many tokens of
-        the slot may be kept and where they came from ("slot", "ram", "disk" or None). The caller
-        then cuts the slot's cache to that length (and checks the sliding window)."""
+    def prepare(self, slot: Slot, tokens: list[int], owner: str) -> tuple[int, str | None]:
+        """Fill `slot` with the best cached prefix of `tokens` for `owner` (`kv_tiers.owner_key`);
+        returns how many tokens of the slot may be kept and where they came from ("slot", "ram",
+        "disk" or None). The caller then cuts the slot's cache to that length (and checks the
+        sliding window)."""
         self._ensure_disk(wait=True)
-        owner = owner_key(user)
         own = common_prefix(slot.tokens, tokens) if slot.owner == owner else 0
         if 0 < own < len(slot.tokens) and not self._cuttable(self.ctx.pos_min(slot.seq_id), own):
             own = 0  # a sliding window has passed the cut: that cache is no prefix of this prompt
@@ -127,25 +136,24 @@ class PrefixCache:
         stats.hits += 1
         stats.tokens_saved += reused
 
-    def _worth(self, holder: object, shared: int, target: Slot) -> float | None:
+    def _worth(self, holder: Slot | Saved, shared: int, target: Slot) -> float | None:
         """A holder's score for a request sharing `shared` tokens with it; None when it cannot serve
         or its copy would cost more than it saves (a copy costs what the whole state weighs)."""
-        if shared < max(MIN_RESTORE, self.config.slot_similarity * len(_tokens(holder))):
+        if shared < max(MIN_RESTORE, self.config.slot_similarity * len(holder.tokens)):
             return None
         if isinstance(holder, Slot):
             if holder is target or holder.state is not SlotState.IDLE:
                 return None
             tier, pos_min, length = "slot", self.ctx.pos_min(holder.seq_id), len(holder.tokens)
         else:
-            assert isinstance(holder, Saved)
             tier, pos_min, length = holder.tier, holder.pos_min, len(holder.tokens)
         if shared < length and not self._cuttable(pos_min, shared):
             return None
         return shared + TIER_PREFERENCE[tier]
 
     def _cuttable(self, pos_min: int, position: int) -> bool:
-        # The scheduler's `_window_kept` at `position - 1`: the prompt's last token may be replayed.
-        return self.n_swa == 0 or pos_min <= max(0, position - self.n_swa)
+        # The scheduler checks the window at `position - 1`: the prompt's last token may be replayed.
+        return window_kept(pos_min, position - 1, self.n_swa)
 
     # -- copies between the slots and the tiers -----------------------------------------------------
 
@@ -204,11 +212,10 @@ class PrefixCache:
             data, tokens = holder.data, holder.tokens
             if data is None:
                 assert self.disk is not None
-                raw = self.disk.read(holder)
-                if raw is None:
+                data = self.disk.read(holder)
+                if data is None:
                     self.index.discard(holder)
                     return False
-                data = (ctypes.c_uint8 * len(raw)).from_buffer(bytearray(raw))
             holder.last_used = time.monotonic()
         if data is None or not self.ctx.restore_state(data, slot.seq_id):
             log.warning("a cached state of %d tokens could not be restored: computing it", len(tokens))
@@ -279,8 +286,8 @@ class PrefixCache:
             return
         for entry in gone:
             self.index.discard(entry)
-            if entry.session and self._on_disk.get(entry.session) is not None and entry.session != key:
-                del self._on_disk[entry.session]
+            if entry.session != key:
+                self._on_disk.pop(entry.session, None)
         self._on_disk[key] = tuple(tokens)
         self.index.add(written, written.tokens, owner)
         log.debug("session %s: %d tokens (%d bytes) written to disk", key[:8], len(tokens), len(data))
@@ -315,15 +322,9 @@ class PrefixCache:
         }
 
 
-def _tokens(holder: object) -> list[int]:
-    return holder.tokens  # type: ignore[attr-defined]  # a Slot or a Saved
-
-
 def identity_thread(cache: PrefixCache, model_path: Path, context: str) -> threading.Thread:
     """Hash the model file and the llama.cpp build, then read the disk tier's headers, off the
     scheduler thread (a model of a few hundred MiB takes a fraction of a second to hash)."""
-    from native.hardware import build_digest
-    from native.kv_tiers import file_digest
 
     def run() -> None:
         try:

@@ -30,7 +30,7 @@ from native.llama import Batch, Context, Model
 from native.prefix_cache import PrefixCache
 from native.sampling import build_sampler
 from native.sequence import Active, Request
-from native.slots import Slot, SlotState, SlotTable
+from native.slots import Slot, SlotState, SlotTable, window_kept
 from native.stream import Completion, Timings, Usage
 
 log = logging.getLogger("hearth.engine")
@@ -182,7 +182,8 @@ class Scheduler:
             request.stream._finish(_unserved(request, "error", f"{type(exc).__name__}: {exc}"))
             return True
         running = {a.slot.seq_id for a in self.active}
-        slot = self.slots.choose(request.tokens, request.session, running, owner_key(request.user))
+        owner = owner_key(request.user)
+        slot = self.slots.choose(request.tokens, request.session, running, owner)
         if slot is None:
             sampler.close()
             return False
@@ -191,7 +192,7 @@ class Scheduler:
         request.stream.queue_position = None
         self.requests += 1
         self.cache.busy(slot)
-        reused, source = self.cache.prepare(slot, request.tokens, request.user)
+        reused, source = self.cache.prepare(slot, request.tokens, owner)
         if reused == len(request.tokens):
             reused -= 1  # everything is cached: replay the last token to get fresh logits
         if reused < len(slot.tokens) and (
@@ -211,11 +212,7 @@ class Scheduler:
         return True
 
     def _window_kept(self, seq_id: int, position: int) -> bool:
-        """Whether a sliding-window cache still holds the window a token at `position` attends to:
-        positions after `position - n_swa` (llama.cpp's `is_masked_swa`). llama.cpp's server asks
-        for one position more, which a restored state (it holds exactly the last token's window)
-        never has: its last token could not be computed again for fresh logits."""
-        return self.n_swa == 0 or self.ctx.pos_min(seq_id) <= max(0, position - self.n_swa + 1)
+        return window_kept(self.ctx.pos_min(seq_id), position, self.n_swa)
 
     # -- 2. reap ------------------------------------------------------------------------------------
 

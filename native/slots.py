@@ -46,6 +46,14 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def window_kept(pos_min: int, position: int, n_swa: int) -> bool:
+    """Whether a cache whose oldest position is `pos_min` still holds the window a token at
+    `position` attends to: positions after `position - n_swa` (llama.cpp's `is_masked_swa`; 0: no
+    sliding window). llama.cpp's server asks for one position more, which a restored state (it holds
+    exactly its last token's window) never has: that token could not be computed again."""
+    return n_swa == 0 or pos_min <= max(0, position - n_swa + 1)
+
+
 def _fresh_slot_order(slot: Slot, busy: set[int]) -> tuple:
     """Empty slots first, beside the running ones if possible; then the least recently used."""
     if slot.tokens:
