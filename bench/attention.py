@@ -1,12 +1,14 @@
-"""Hearth's flash-attention kernel (native/patches) against llama.cpp's own, `llama_decode` by `llama_decode`.
+"""Hearth's CPU kernels (native/patches) against llama.cpp's own, `llama_decode` by `llama_decode`.
 
 Times one `llama_decode` of n new tokens after p cached ones (one sequence, the engine's thread count),
-with the kernel on and with `HEARTH_FA_OFF=1` (llama.cpp's stock kernels, same library), in child
-processes that alternate, medians reported. Prints JSON; `speedup` is stock ms over Hearth ms (above 1
-is faster). The shapes are a chat's: a turn's prompt after a long history (19@830), one decode step
-deep in a chat (1@2000), a long prompt (512@0).
+with the kernels on and with them off (llama.cpp's stock kernels, same library), in child processes that
+alternate, medians reported. `--kernel` picks what "off" turns off: the flash-attention kernel
+(`HEARTH_FA_OFF=1`, the default), the Q4_1 matmul kernel (`HEARTH_Q41_OFF=1`; the default model is
+Q4_1), or both. Prints JSON; `speedup` is stock ms over Hearth ms (above 1 is faster). The shapes are a
+chat's: a turn's prompt after a long history (19@830), one decode step deep in a chat (1@2000), a long
+prompt (512@0).
 
-    .venv/bin/python bench/attention.py [--model default] [--rounds 2] [--repeats 5]
+    .venv/bin/python bench/attention.py [--model default] [--kernel attention|matmul|both] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ import statistics
 import subprocess
 import time
 
-SHAPES = [(1, 100), (1, 830), (1, 2000), (19, 0), (19, 830), (64, 830), (512, 0)]
+SHAPES = [(1, 100), (1, 830), (1, 2000), (4, 830), (19, 0), (19, 830), (64, 830), (512, 0)]
+# What each --kernel turns off for the "stock" runs.
+SWITCHES = {
+    "attention": ["HEARTH_FA_OFF"],
+    "matmul": ["HEARTH_Q41_OFF"],
+    "both": ["HEARTH_FA_OFF", "HEARTH_Q41_OFF"],
+}
 
 
 def child(model_name: str, repeats: int) -> dict[str, float]:
@@ -56,6 +64,7 @@ def child(model_name: str, repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
+    parser.add_argument("--kernel", choices=sorted(SWITCHES), default="attention")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -67,10 +76,9 @@ def main() -> None:
     runs: dict[str, list[dict[str, float]]] = {"hearth": [], "stock": []}
     for _ in range(args.rounds):
         for kind in ("hearth", "stock"):
-            env = dict(os.environ)
-            env.pop("HEARTH_FA_OFF", None)
+            env = {k: v for k, v in os.environ.items() if k not in SWITCHES["both"]}
             if kind == "stock":
-                env["HEARTH_FA_OFF"] = "1"
+                env.update(dict.fromkeys(SWITCHES[args.kernel], "1"))
             out = subprocess.run(
                 [sys.executable, __file__, "--child", "--model", args.model, "--repeats", str(args.repeats)],
                 env=env, capture_output=True, text=True, check=True,
@@ -83,6 +91,7 @@ def main() -> None:
     shapes = [f"{n}@{p}" for n, p in SHAPES]
     report = {
         "model": args.model,
+        "kernel": args.kernel,
         "rounds": args.rounds,
         "ms": {kind: {s: round(median(kind, s), 2) for s in shapes} for kind in runs},
         "speedup": {s: round(median("stock", s) / median("hearth", s), 3) for s in shapes},

@@ -157,6 +157,12 @@ def system_info() -> str:
     return llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()
 
 
+def build_features() -> set[str]:
+    """The CPU instruction sets this llama.cpp build was compiled to use ("avx2", "fma", "avx512", ...),
+    read from its summary: what its kernels can run, whatever the CPU under it also offers."""
+    return {name.lower() for name in re.findall(r"([A-Z][A-Z0-9_]*) = 1", system_info())}
+
+
 @cache
 def build_digest() -> str:
     """A hash of llama.cpp's shared libraries as installed: a saved KV state is only valid for the
