@@ -8,13 +8,25 @@ PORT   ?= 8000
 AMX    ?= 0
 LLAMA_CPP_VERSION := 0.3.36
 
+ISA    ?= native
+
 # The default native build SIGSEGVs in ggml_backend_amx_mul_mat on CPUs that advertise AMX inside
 # virtual machines that do not grant it, so AMX is opt-in (`make run AMX=1`).
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+ifeq ($(ISA),avx2)
+# What most laptops and desktops have (Intel client CPUs since Alder Lake, AMD before Zen 4), built
+# on any x86 machine: AVX2, FMA and F16C, no native tuning, no AVX-512, no VNNI, no AMX.
+CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+  -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF \
+  -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+else ifeq ($(ISA),native)
 ifeq ($(AMX),1)
 CMAKE_ARGS := -DGGML_NATIVE=ON
 else
 CMAKE_ARGS := -DGGML_NATIVE=ON -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)"
+endif
+else
+$(error ISA=$(ISA): use ISA=native (the default: this machine's CPU) or ISA=avx2)
 endif
 
 # Our changes to llama.cpp (native/patches/README.md), applied to the sdist before it is built.
@@ -79,8 +91,10 @@ $(STAMP): requirements.txt requirements-dev.txt .ci/constraints.txt $(VENV)/bin/
 
 # llama.cpp's own server, the peer bench/cache.py measures Hearth against (`--peer`): stock llama.cpp from
 # the same sdist's vendor/llama.cpp (no Hearth patches: it is the server its users run), built with the
-# same flags, only the llama-server target (a few minutes on 2 cores), kept by build key.
-PEER_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hearth/llama-server/$(BUILD_KEY)
+# same flags, only the llama-server target (a few minutes on 2 cores), kept by a key of those flags (not
+# of our patches, which it does not take).
+PEER_KEY := $(shell printf '%s|%s|%s' '$(LLAMA_CPP_VERSION)' '$(CMAKE_ARGS)' "$$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)" | sha256sum | cut -c1-16)
+PEER_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hearth/llama-server/$(PEER_KEY)
 LLAMA_SERVER := $(PEER_DIR)/llama-server
 
 llama-server: $(LLAMA_SERVER)
