@@ -38,7 +38,7 @@ BUILD_KEY := $(shell { printf '%s|%s|%s' '$(LLAMA_CPP_VERSION)' '$(CMAKE_ARGS)' 
 WHEELS    := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hearth/wheels/$(BUILD_KEY)
 STAMP     := $(VENV)/.hearth-$(BUILD_KEY)
 
-.PHONY: run test lint bench install wheel clean constraints llama-server
+.PHONY: run test lint bench install wheel clean constraints llama-server kernel-test
 
 run: install
 	$(VENV)/bin/chainlit run app.py -w --host $(HOST) --port $(PORT)
@@ -61,6 +61,17 @@ bench: install
 	$(PY) bench/load.py
 
 install: $(STAMP)
+
+# Hearth's kernel tests and a short kernel bench against this ISA's build, with the venv's packages
+# and that build's libraries (LLAMA_CPP_LIB_PATH), so the venv keeps its own build: CI runs it with
+# ISA=avx2 after `make test`.
+KERNEL_LIBS := $(VENV)/kernel-libs/$(BUILD_KEY)
+kernel-test: $(VENV)/bin/python
+	$(MAKE) wheel
+	rm -rf $(KERNEL_LIBS) && $(PY) -m zipfile -e $$(ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl | head -1) $(KERNEL_LIBS)
+	LLAMA_CPP_LIB_PATH=$(CURDIR)/$(KERNEL_LIBS)/llama_cpp/lib $(PY) -c 'import llama_cpp; print(llama_cpp.llama_print_system_info().decode())'
+	LLAMA_CPP_LIB_PATH=$(CURDIR)/$(KERNEL_LIBS)/llama_cpp/lib $(PY) -m pytest -p no:cacheprovider tests/test_matmul_kernel.py tests/test_attention_kernel.py
+	LLAMA_CPP_LIB_PATH=$(CURDIR)/$(KERNEL_LIBS)/llama_cpp/lib $(PY) bench/attention.py --kernel matmul --rounds 1 --repeats 3
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
