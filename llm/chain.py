@@ -55,7 +55,7 @@ class _TokenQueue(AsyncCallbackHandler):
         self.queue.put_nowait(token)
 
 
-class Reply:
+class StreamedReply:
     """Run a chain and iterate its tokens as they come; `result` holds the chain's output afterwards.
 
     Cancelling the consumer (Chainlit's stop button cancels the message task) cancels the chain,
@@ -140,7 +140,7 @@ class Reply:
 
 
 class _Metadata(AsyncCallbackHandler):
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: StreamedReply) -> None:
         self.reply = reply
 
     async def on_llm_end(self, response, **kwargs: Any) -> None:

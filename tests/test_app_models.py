@@ -16,9 +16,9 @@ from chainlit.context import init_http_context
 from chainlit.message import ErrorMessage, Message
 from langchain_core.messages import AIMessage, HumanMessage
 
-from llm.chain import Reply, build_chain
+from llm.chain import StreamedReply, build_chain
 from llm.settings import EngineConfig, GenerationSettings
-from llm.web.conversation import Conversation
+from llm.web.chat_session import ChatSession
 from llm.web.engine_pool import EnginePool
 from llm.web.model_choices import model_choices, remote_models
 from llm.web.reply_stats import context_is_full, format_stats
@@ -73,7 +73,7 @@ def test_panel_template_auto_and_override():
 
 
 def test_panel_shows_the_automatic_template_and_the_model_picker(engine):
-    conversation = Conversation(engine, model="default")
+    conversation = ChatSession(engine, model="default")
     assert conversation.auto_template() == "gguf"
     widgets = {
         w.id: w for w in panel_widgets(GenerationSettings(), model_choices(), "default", "gemma", None, False)
@@ -129,7 +129,7 @@ def test_stats_name_the_model_and_a_full_context_is_noticed():
 
 def test_a_stopped_reply_gets_its_completion_with_finish_cancelled(engine):
     chain = build_chain(engine, GenerationSettings(temperature=0.0, max_new_tokens=512), session_id="stop")
-    reply = Reply(chain, {"question": "Write a long story about a dragon.", "history": []})
+    reply = StreamedReply(chain, {"question": "Write a long story about a dragon.", "history": []})
 
     async def stop_after_five_tokens() -> dict:
         five = asyncio.Event()
@@ -158,7 +158,7 @@ def test_a_stopped_reply_gets_its_completion_with_finish_cancelled(engine):
 def test_a_switched_conversation_answers_from_the_new_engine(engine, own_copy):
     other = load_engine(own_copy)
     try:
-        conversation = Conversation(
+        conversation = ChatSession(
             engine, GenerationSettings(temperature=0.0, max_new_tokens=4), model="default"
         )
         conversation.switch(other, own_copy)

@@ -202,8 +202,8 @@ async def test_resumed_notices_stay_out_of_the_next_prompt():
     assert history_before(messages, messages[-1], notices={"2"}) == [HumanMessage("Hi"), AIMessage("Hello!")]
 
 
-class _Conversation:
-    """What restore_conversation touches of a Conversation, without loading a model."""
+class _ChatSession:
+    """What restore_conversation touches of a ChatSession, without loading a model."""
 
     def __init__(self) -> None:
         self.history: list = []
@@ -215,7 +215,7 @@ class _Conversation:
 
 
 def test_restore_conversation_brings_back_history_and_saved_settings():
-    conversation = _Conversation()
+    conversation = _ChatSession()
     saved = {"chat_settings": {"temperature": 0.0, "max_new_tokens": 7, "system_prompt": ""}}
     thread = thread_with(("1", "user_message", "Hi", False), metadata=saved)
     assert restore_conversation(conversation, thread) == saved["chat_settings"]
@@ -225,7 +225,7 @@ def test_restore_conversation_brings_back_history_and_saved_settings():
 
 
 def test_restore_conversation_keeps_defaults_when_saved_settings_are_invalid():
-    conversation = _Conversation()
+    conversation = _ChatSession()
     thread = thread_with(metadata={"chat_settings": {"temperature": -5}})
     restore_conversation(conversation, thread)
     assert conversation.settings == GenerationSettings()

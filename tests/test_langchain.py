@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 import llm
 from llm import ChatHearth, GenerationSettings, HearthLLM, build_chain
-from llm.web.conversation import Conversation
+from llm.web.chat_session import ChatSession
 from llm.web.reply_stats import format_stats
 from native import model_loads
 from native.engine import Engine
@@ -40,7 +40,7 @@ def chat(engine):
 
 def test_public_names_are_pinned():
     assert sorted(llm.__all__) == sorted(
-        ["ChatHearth", "EngineConfig", "GenerationSettings", "HearthLLM", "Reply", "build_chain"]
+        ["ChatHearth", "EngineConfig", "GenerationSettings", "HearthLLM", "build_chain"]
     )
 
 
@@ -245,7 +245,7 @@ def test_long_history_drops_the_oldest_turns_and_keeps_the_system_prompt(engine)
 
 
 async def test_reply_chunks_coalesce_tokens_and_lose_nothing(engine):
-    conversation = Conversation(engine, GenerationSettings(temperature=0.0, max_new_tokens=64))
+    conversation = ChatSession(engine, GenerationSettings(temperature=0.0, max_new_tokens=64))
     tokens = [t async for t in conversation.reply("Tell me about the sea.")]
     reply = conversation.reply("Tell me about the sea.")
     pieces = [p async for p in reply.chunks(interval=0.2)]

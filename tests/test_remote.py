@@ -13,7 +13,7 @@ from test_rest_support import hearth_server, llama_cpp_server, local_engine
 
 from llm import ChatHearth, HearthLLM
 from llm._base import configured_engine
-from llm.web.conversation import Conversation
+from llm.web.chat_session import ChatSession
 from native import RemoteEngine, SamplingParams, load_engine
 from native.errors import ContextOverflow, EngineFailed, ModelNotFound
 from native.remote_wire import RemoteRejected
@@ -126,7 +126,7 @@ async def test_the_apps_conversation_runs_on_hearth_model_url(hearth, monkeypatc
     monkeypatch.setenv("HEARTH_MODEL", hearth.url + "/v1")
     engine = configured_engine()  # what the app loads for HEARTH_MODEL
     assert isinstance(engine, RemoteEngine)
-    conversation = Conversation(engine, session_id="app-over-http")
+    conversation = ChatSession(engine, session_id="app-over-http")
     tokens = [token async for token in conversation.reply("Say hello.")]
     assert "".join(tokens).strip()
 

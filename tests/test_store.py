@@ -25,8 +25,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from test_rest_support import free_port
 
 from llm.web.data_layer import HearthDataLayer
-from llm.web.schema import metadata, schema_ddl
 from llm.web.store import StoreConfig, async_database_url, data_dir, database_url, open_data_layer
+from llm.web.tables import metadata, schema_ddl
 
 TABLES = {"users", "threads", "steps", "elements", "feedbacks"}
 

@@ -14,7 +14,7 @@ import prompts
 from llm.rest import tools
 from llm.rest.errors import APIError, from_native
 from llm.rest.models import ServedModel
-from llm.rest.replies import Reply, Totals
+from llm.rest.replies import ResponseBuilder, Totals
 from llm.rest.schemas import ChatRequest, CompletionRequest, GenerationRequest, ResetRequest
 from llm.rest.sse import gather_unless_gone, stream_response
 from llm.tools import langchain as tool_calls
@@ -131,7 +131,7 @@ async def _generate(
         raise from_native(exc, param="messages" if kind == "chat" else "prompt") from None
     except ValueError as exc:  # what the engine refuses before any work, e.g. a prompt it cannot take
         raise APIError(400, str(exc)) from None
-    reply = Reply(kind, model.uid, include_usage=body.include_usage, as_calls=as_calls)
+    reply = ResponseBuilder(kind, model.uid, include_usage=body.include_usage, as_calls=as_calls)
     totals: Totals = request.app.state.totals
     if body.stream:
         interval = request.app.state.settings.stream_interval_ms / 1000
