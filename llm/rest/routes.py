@@ -64,14 +64,14 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response:
                 param="tools",
             )
         return await _generate(request, body, model, body.turns(), body.sampling(), "chat")
-    messages = body.conversation()
-    if choice is None or not tool_calls.should_call(choice, messages):
-        rendered = prompts.render(tools.turns(messages), model.template)
-        return await _generate(request, body, model, rendered.text, body.sampling(rendered.stop), "chat")
-    declared = body.tool_dicts()
-    rendered = tools.call_prompt(messages, declared, model.template)
-    sampling = tools.constrained(body.sampling(rendered.stop), declared, choice)
-    return await _generate(request, body, model, rendered.text, sampling, "chat", as_calls=True)
+    turn = tool_calls.tool_turn(body.conversation(), body.tool_dicts(), choice or "none")
+    rendered = prompts.render(tools.plain(turn.messages), model.template)
+    sampling = body.sampling(rendered.stop)
+    if turn.grammar is None:
+        return await _generate(request, body, model, rendered.text, sampling, "chat")
+    # JSON repeats its quotes and braces by design: repetition penalties are off (`constrained`).
+    constrained = sampling.constrained(turn.grammar)
+    return await _generate(request, body, model, rendered.text, constrained, "chat", as_calls=True)
 
 
 @api.post("/v1/completions", summary="Text completion: the prompt is continued as is")
