@@ -92,10 +92,6 @@ class StreamedReply:
         self.metadata = completion_info(completion, self.submitted.model_name)
         return self.metadata
 
-    @property
-    def text(self) -> str:
-        return self.result[self.chain.output_key] if self.result else ""
-
     def chunks(self, interval: float = 0.03) -> AsyncIterator[str]:
         """The reply's text in pieces, at most one per `interval` seconds after the first (see
         `Stream.ajoined`): a browser gains nothing from a socket message per token, and pays for each."""

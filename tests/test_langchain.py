@@ -249,7 +249,7 @@ async def test_reply_chunks_coalesce_tokens_and_lose_nothing(engine):
     tokens = [t async for t in conversation.reply("Tell me about the sea.")]
     reply = conversation.reply("Tell me about the sea.")
     pieces = [p async for p in reply.chunks(interval=0.2)]
-    assert "".join(pieces) == "".join(tokens) == reply.text
+    assert "".join(pieces) == "".join(tokens) == reply.result[reply.chain.output_key]
     assert len(pieces) < len(tokens)
     assert reply.metadata["completion_tokens"] == 64
 
