@@ -10,8 +10,8 @@ import shutil
 import time
 
 import pytest
-from browser_support import Server, last_reply, send, set_slider, shot, wait_idle
 from playwright.sync_api import expect
+from support.browser import Server, last_reply, send, set_slider, shot, wait_idle
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 

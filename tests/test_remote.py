@@ -9,7 +9,7 @@ import time
 import httpx
 import openai
 import pytest
-from test_rest_support import hearth_server, llama_cpp_server, local_engine
+from support.rest import hearth_server, llama_cpp_server, local_engine
 
 from llm import ChatHearth, HearthLLM
 from llm._base import configured_engine

@@ -12,7 +12,7 @@ import pytest
 import requests
 from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
-from test_rest_support import hearth_server, local_engine, sse_events
+from support.rest import hearth_server, local_engine, sse_events
 
 from llm import ChatHearth, HearthLLM
 
