@@ -12,9 +12,6 @@ import shutil
 import time
 
 import pytest
-from chainlit.context import init_http_context
-from chainlit.message import ErrorMessage, Message
-from langchain_core.messages import AIMessage, HumanMessage
 
 from llm.chain import StreamedReply, build_chain
 from llm.settings import EngineConfig, GenerationSettings
@@ -22,7 +19,7 @@ from llm.web.chat_session import ChatSession
 from llm.web.engine_pool import EnginePool
 from llm.web.model_choices import model_choices, remote_models
 from llm.web.reply_stats import context_is_full, format_stats
-from llm.web.ui import NOTICE, choices_from_panel, history_before, panel_widgets
+from llm.web.ui import choices_from_panel, panel_widgets
 from native import load_engine, loaded_engines, model_loads
 from native.resolve import resolve_model
 
@@ -82,32 +79,6 @@ def test_panel_shows_the_automatic_template_and_the_model_picker(engine):
     assert "auto (gemma)" in widgets["chat_template"].items
     assert widgets["model"].initial == "default"
     assert widgets["show_prompt"].initial is False
-
-
-def test_history_skips_notices_and_starts_where_asked():
-    asyncio.run(_history_checks())
-
-
-async def _history_checks() -> None:
-    init_http_context()  # Chainlit messages need a context (inside an event loop) to be built
-    messages = [
-        Message(content="old question", type="user_message"),
-        Message(content="old answer"),
-        Message(content="Loading gemma…", metadata=NOTICE),
-        ErrorMessage(content="it failed"),
-        Message(content="new question", type="user_message"),
-        Message(content="new answer"),
-    ]
-    assert history_before(messages, None) == [
-        HumanMessage("old question"),
-        AIMessage("old answer"),
-        HumanMessage("new question"),
-        AIMessage("new answer"),
-    ]
-    assert history_before(messages, None, starts_at=messages[4].id) == [
-        HumanMessage("new question"),
-        AIMessage("new answer"),
-    ]
 
 
 def test_stats_name_the_model_and_a_full_context_is_noticed():

@@ -268,27 +268,3 @@ def test_reply_stats_line():
         "stopped at the Max New Tokens limit"
     )
     assert format_stats({}, 4096) == ""
-
-
-async def test_chat_history_comes_from_chainlits_record_without_errors_or_later_messages():
-    from chainlit.context import init_http_context
-    from chainlit.message import ErrorMessage, Message
-
-    from llm.web.ui import history_before
-
-    init_http_context()  # Chainlit messages belong to a session, as they do in the app
-    record = [
-        Message(content="Hi", type="user_message"),
-        Message(content="Hello!", type="assistant_message"),
-        ErrorMessage(content="Generation failed: boom"),
-        Message(content="Tell me more", type="user_message"),
-        Message(content="", type="assistant_message"),
-    ]
-    current = Message(content="Edited question", type="user_message")
-    later = Message(content="an answer to the old question", type="assistant_message")
-    history = history_before([*record, current, later], current)
-    assert [(m.type, m.content) for m in history] == [
-        ("human", "Hi"),
-        ("ai", "Hello!"),
-        ("human", "Tell me more"),
-    ]
