@@ -12,6 +12,7 @@ import shutil
 import time
 
 import pytest
+from support.wait import wait_until
 
 from llm.chain import StreamedReply, build_chain
 from llm.settings import EngineConfig, GenerationSettings
@@ -164,10 +165,10 @@ def test_pool_counts_users_per_engine_and_unloads_only_idle_ones():
     time.sleep(0.2)  # four idle timeouts: the behaviour under test is that a held engine outlives them
     assert not a.closed and not b.closed
     pool.release("s2")  # a's last user
-    _wait(lambda: a.closed)
+    wait_until(lambda: a.closed, what="a unloaded")
     assert not b.closed  # s1 still holds it
     pool.release("s1")
-    _wait(lambda: b.closed)
+    wait_until(lambda: b.closed, what="b unloaded")
     assert pool.acquire("a", "s3") is not a  # loaded again on demand
 
 
@@ -175,7 +176,7 @@ def test_pool_keeps_engines_forever_when_unloading_is_off():
     pool = EnginePool(unload_after=0, loader=lambda spec: _FakeEngine(spec))
     engine = pool.acquire("a", "s1")
     pool.release("s1")
-    time.sleep(0.1)
+    time.sleep(0.1)  # time passing is the behaviour under test: nothing unloads it
     assert not engine.closed
 
 
@@ -186,7 +187,7 @@ def test_pool_unloads_a_real_idle_model_and_loads_it_again(own_copy):
     assert model_loads() == loads + 1 and engine in loaded_engines()
     assert engine.submit("Hello", None).result(60).usage.completion_tokens > 0
     pool.release("s1")
-    _wait(lambda: engine.closed)
+    wait_until(lambda: engine.closed, what="the idle engine unloaded")
     assert engine not in loaded_engines()
     again = pool.acquire(own_copy, "s2")
     try:
@@ -194,11 +195,3 @@ def test_pool_unloads_a_real_idle_model_and_loads_it_again(own_copy):
     finally:
         pool.release("s2")
         again.close()
-
-
-def _wait(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from langchain_classic.chains import LLMChain
 from langchain_core.callbacks import BaseCallbackHandler
@@ -155,15 +153,14 @@ def test_system_prompt_setting_reaches_the_prompt(chat):
     assert "<|im_start|>system\nYou are a pirate.<|im_end|>" in rendered.text
 
 
-def test_build_chain_loads_nothing_and_costs_microseconds(engine):
-    loads = model_loads()
-    started = time.perf_counter()
+def test_build_chain_loads_nothing_and_asks_the_engine_nothing(engine):
+    # What it costs (microseconds) is bench/settings.py's to measure.
+    loads, requests = model_loads(), engine.stats()["requests_total"]
     for _ in range(100):
         chain = build_chain(engine, GenerationSettings(temperature=0.0, max_new_tokens=1))
-    per_chain = (time.perf_counter() - started) / 100
     assert model_loads() == loads
+    assert engine.stats()["requests_total"] == requests
     assert chain.llm.get_engine() is engine
-    assert per_chain < 0.05  # generous: the benchmark measures the real figure (bench/settings.py)
 
 
 def test_chain_reply_has_the_settings_it_was_built_with(engine):
