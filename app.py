@@ -10,7 +10,7 @@ from chainlit.types import ThreadDict
 from llm.logs import configure_logging
 from llm.web import model_switch, reply_view
 from llm.web.auth import configured_access, ensure_auth_secret
-from llm.web.conversation import Conversation
+from llm.web.chat_session import ChatSession
 from llm.web.resume import notice_ids, remember_panel, restore_conversation, show_saved_stats
 from llm.web.store import open_data_layer
 
@@ -72,7 +72,7 @@ async def resume(thread: ThreadDict) -> None:
 
 @cl.on_settings_update
 async def update_settings(values: dict) -> None:
-    conversation: Conversation | None = cl.user_session.get("conversation")
+    conversation: ChatSession | None = cl.user_session.get("conversation")
     if conversation is not None:
         await model_switch.apply_panel(conversation, values)  # a new chain; a new engine if picked
     await remember_panel()
@@ -80,7 +80,7 @@ async def update_settings(values: dict) -> None:
 
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
-    conversation: Conversation | None = cl.user_session.get("conversation")
+    conversation: ChatSession | None = cl.user_session.get("conversation")
     if conversation is None:
         await cl.ErrorMessage(content="No model is loaded: see the first message of this chat.").send()
         return

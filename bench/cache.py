@@ -25,18 +25,18 @@ from pathlib import Path
 
 # Run from anywhere; and the bench folder must not shadow the standard library (`concurrent`).
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
+# The tests' helpers (tests/support) start and stop a server process the way this benchmark needs.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 
 import httpx
 import openai
+from support.rest import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 REPLY = {"max_tokens": 24, "temperature": 0}
@@ -44,35 +44,15 @@ CTX = 4096
 THREADS = 2
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A server process on a free port, up once `ready` answers 200; stopped with SIGTERM."""
+class Server(ServerProcess):
+    """A server process on a free port, up once `ready` answers 200 (a cold start may take minutes);
+    stopped with SIGTERM, with a minute to write its sessions' caches to disk."""
 
     def __init__(self, args: list[str], ready: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.NamedTemporaryFile(prefix="hearth-bench-", suffix=".log", delete=False)  # noqa: SIM115
-        args = [a.replace("{port}", str(self.port)) for a in args]
-        self.process = subprocess.Popen(
-            args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{args[0]} exited: {Path(self.log.name).read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + ready, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"{args[0]} did not start")
+        port = free_port()
+        args = [a.replace("{port}", str(port)) for a in args]
+        super().__init__(args, port, ready, env, start_within=300, stop_within=60)
+        self.start()
 
     def client(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0)
@@ -80,14 +60,6 @@ class Server:
     def rss_mib(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def hearth(model: str, slots: int, data_dir: Path, **env: str) -> Server:

@@ -20,7 +20,7 @@ import argparse
 import json
 import time
 
-from llm.web.conversation import Conversation
+from llm.web.chat_session import ChatSession
 from llm.web.ui import settings_from_panel
 from native import load_engine, model_loads
 from native.engine import Engine
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     engine = load_engine(args.model)
-    conversation = Conversation(engine, session_id="bench")
+    conversation = ChatSession(engine, session_id="bench")
     panels = [
         {
             "temperature": (i % 20) / 10,

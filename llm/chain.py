@@ -17,7 +17,7 @@ from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from llm._base import completion_info
 from llm.chat_models import ChatHearth, Submitted, observe_submissions
 from llm.settings import GenerationSettings
-from native import Engine
+from native import Completion, Engine, Stream, Timings, Usage
 
 # `history` is required, not optional: LLMChain passes on only the prompt's input_variables, and an
 # optional placeholder is not one of them, so its messages would be silently dropped.
@@ -47,15 +47,19 @@ def build_chain(
     return LLMChain(prompt=PROMPT, llm=chat, verbose=False)
 
 
-class _TokenQueue(AsyncCallbackHandler):
-    def __init__(self, queue: asyncio.Queue) -> None:
-        self.queue = queue
+class _TokenPipe(AsyncCallbackHandler):
+    def __init__(self, pipe: Stream) -> None:
+        self.pipe = pipe
 
     async def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        self.queue.put_nowait(token)
+        self.pipe.push(token)
 
 
-class Reply:
+# The pipe's end only ends the iteration: the chain's result, error and metadata come from its task.
+_PIPE_END = Completion("", "stop", Usage(0, 0, 0), Timings(0.0, 0.0, 0.0))
+
+
+class StreamedReply:
     """Run a chain and iterate its tokens as they come; `result` holds the chain's output afterwards.
 
     Cancelling the consumer (Chainlit's stop button cancels the message task) cancels the chain,
@@ -88,59 +92,36 @@ class Reply:
         self.metadata = completion_info(completion, self.submitted.model_name)
         return self.metadata
 
-    @property
-    def text(self) -> str:
-        return self.result[self.chain.output_key] if self.result else ""
+    def chunks(self, interval: float = 0.03) -> AsyncIterator[str]:
+        """The reply's text in pieces, at most one per `interval` seconds after the first (see
+        `Stream.ajoined`): a browser gains nothing from a socket message per token, and pays for each."""
+        return self._pieces(interval)
 
-    async def chunks(self, interval: float = 0.03) -> AsyncIterator[str]:
-        """The reply's text in pieces at most one per `interval` seconds (none waits longer than that):
-        a browser gains nothing from a socket message per token, and pays for each."""
-        loop = asyncio.get_running_loop()
-        tokens = aiter(self)
-        pending: list[str] = []
-        deadline = 0.0
-        upcoming = asyncio.ensure_future(anext(tokens))
-        try:
-            while True:
-                timeout = max(0.0, deadline - loop.time()) if pending else None
-                done, _ = await asyncio.wait({upcoming}, timeout=timeout)
-                if not done:
-                    yield "".join(pending)
-                    pending.clear()
-                    continue
-                try:
-                    token = upcoming.result()
-                except StopAsyncIteration:
-                    break
-                if not pending:
-                    deadline = loop.time() + interval
-                pending.append(token)
-                upcoming = asyncio.ensure_future(anext(tokens))
-            if pending:
-                yield "".join(pending)
-        finally:
-            upcoming.cancel()
-            await asyncio.gather(upcoming, return_exceptions=True)
-            await tokens.aclose()
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._pieces(None)
 
-    async def __aiter__(self) -> AsyncIterator[str]:
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-        config = {"callbacks": [_TokenQueue(queue), _Metadata(self), *self.callbacks]}
+    async def _pieces(self, interval: float | None) -> AsyncIterator[str]:
+        """The chain's tokens, one by one (`interval` None) or joined as `Stream.ajoined` joins an
+        engine's deltas: the chain's callbacks feed a Stream of their own."""
+        pipe = Stream()
+        config = {"callbacks": [_TokenPipe(pipe), _Metadata(self), *self.callbacks]}
         with observe_submissions(self._submitted):  # the chain's task copies this context
             task = asyncio.ensure_future(self.chain.ainvoke(self.inputs, config=config))
-        task.add_done_callback(lambda _: queue.put_nowait(None))
+        task.add_done_callback(lambda _: pipe.finish(_PIPE_END))
+        pieces = aiter(pipe) if interval is None else pipe.ajoined(interval)
         try:
-            while (token := await queue.get()) is not None:
-                yield token
+            async for piece in pieces:
+                yield piece
             self.result = await task
         finally:
+            await pieces.aclose()
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
 
 class _Metadata(AsyncCallbackHandler):
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: StreamedReply) -> None:
         self.reply = reply
 
     async def on_llm_end(self, response, **kwargs: Any) -> None:

@@ -217,14 +217,11 @@ class ChatHearth(BaseChatModel, HearthFields):
         settings = self._settings(stop, kwargs)
         tools = kwargs["tools"]
         choice = tool_calls.resolve_choice(kwargs.get("tool_choice"), tools)
-        history = tool_calls.tool_history(messages)
-        if not tool_calls.should_call(choice, messages):
-            prompt = self.fit(history, settings)
+        turn = tool_calls.tool_turn(messages, tools, choice, settings.system_prompt)
+        prompt = self.fit(turn.messages, settings)
+        if turn.grammar is None:
             return self._submit(prompt.text, settings, prompt.stop)
-        history = tool_calls.with_instructions(history, tools, settings.system_prompt)
-        prompt = self.fit(history, settings)
-        grammar = tool_calls.call_grammar(tools, choice)
-        constrained = tool_calls.ConstrainedSettings(**settings.model_dump(), grammar=grammar)
+        constrained = tool_calls.ConstrainedSettings(**settings.model_dump(), grammar=turn.grammar)
         return tool_calls.ToolCallStream(self._submit(prompt.text, constrained, prompt.stop))
 
     def _chunk(self, delta: str) -> ChatGenerationChunk:

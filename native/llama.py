@@ -7,10 +7,12 @@ Shape after llama-cpp-python's `_internals.py`, which keeps the C declarations b
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import llama_cpp as C
@@ -22,9 +24,41 @@ log = logging.getLogger("hearth.native")
 _backend_lock = threading.Lock()
 _backend_ready = False
 _log_callback = None  # llama.cpp keeps the C pointer: the Python object must outlive every call
-_KV_BUFFER = re.compile(r"KV buffer size\s*=\s*([0-9.]+) MiB")
-_kv_buffers: list[float] | None = None  # while a context is being created: the KV buffers it logs
-_kv_buffers_lock = threading.Lock()  # one context creation at a time fills `_kv_buffers`
+
+
+class _KVBufferLog:
+    """The sizes of the KV buffers llama.cpp allocates for a context, read from its log.
+
+    llama.cpp has no API for them: `llama_state_get_size` counts the cells a state holds, not what
+    was allocated, and nothing else reports the cache's size. Its log line "KV buffer size = X MiB"
+    is the only figure that knows a sliding-window cache (Gemma 3) is smaller than n_ctx cells of
+    every layer, on any architecture and device. llama.cpp's log callback is one per process, so
+    context creations take turns (`collecting`) to tell whose lines they are."""
+
+    _LINE = re.compile(r"KV buffer size\s*=\s*([0-9.]+) MiB")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sizes: list[float] | None = None  # MiB, while a context is being created
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[list[float]]:
+        """Within this block, the KV buffer sizes (MiB) llama.cpp logs land in the list it yields."""
+        with self._lock:
+            self._sizes = sizes = []
+            try:
+                yield sizes
+            finally:
+                self._sizes = None
+
+    def read(self, message: str) -> None:
+        """Called by the log forwarder for every line llama.cpp logs."""
+        sizes = self._sizes
+        if sizes is not None and (found := self._LINE.search(message)):
+            sizes.append(float(found[1]))
+
+
+_kv_buffer_log = _KVBufferLog()
 
 
 def init_backend() -> None:
@@ -39,8 +73,7 @@ def init_backend() -> None:
         def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
             # llama.cpp is chatty at load time; keep its lines at debug so our own logs stay readable.
             message = text.decode("utf-8", errors="replace").rstrip()
-            if _kv_buffers is not None and (found := _KV_BUFFER.search(message)):
-                _kv_buffers.append(float(found[1]))
+            _kv_buffer_log.read(message)
             if message:
                 log.debug("llama.cpp: %s", message)
 
@@ -156,16 +189,10 @@ class Context:
         # stock ones (other CPUs) pick a kernel by chunk size, and their rounding differs between
         # kernels. Without flash attention, a one-token chunk takes yet another matmul path, and the
         # greedy replies from the cache differ from uncached ones (measured: 5 tests fail).
-        global _kv_buffers
-        with _kv_buffers_lock:
-            # llama.cpp logs each KV buffer it allocates: the only count that knows a sliding-window
-            # cache is smaller than n_ctx cells of every layer, on any architecture and device.
-            _kv_buffers = []
-            try:
-                handle = C.llama_init_from_model(model.handle, params)
-                self.kv_cache_bytes = int(sum(_kv_buffers) * 2**20) or None
-            finally:
-                _kv_buffers = None
+        with _kv_buffer_log.collecting() as kv_buffers:
+            handle = C.llama_init_from_model(model.handle, params)
+        self.kv_cache_bytes = int(sum(kv_buffers) * 2**20) or None
+        """Bytes of the KV cache llama.cpp allocated (see `_KVBufferLog`); None if it logged none."""
         if not handle:
             raise ModelLoadFailed(
                 f"llama.cpp could not create a context of {n_ctx} tokens: lower the context size "

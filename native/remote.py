@@ -180,7 +180,7 @@ class RemoteEngine:
                 if event is DONE:
                     break
                 if event is not None:
-                    stream._push(reader.feed(event))
+                    stream.push(reader.feed(event))
         except asyncio.CancelledError:
             reader.finish = "cancelled"
         except (httpx.HTTPError, ValueError, HearthError) as exc:
@@ -188,7 +188,7 @@ class RemoteEngine:
         finally:
             del self._inflight[stream]
             await response.aclose()
-        stream._finish(reader.completion())
+        stream.finish(reader.completion())
 
     async def _watch(self) -> None:
         """Cancel the requests whose streams were cancelled; runs while any request is in flight."""

@@ -118,7 +118,7 @@ class Scheduler:
             elif item is not None:
                 item()  # a control (forgetting a session) still runs: it only drops caches
         for request in pending:
-            request.stream._finish(_unserved(request, "error", reason))
+            request.stream.finish(_unserved(request, "error", reason))
         self.batch.close()
 
     # -- 1. admit -----------------------------------------------------------------------------------
@@ -174,12 +174,12 @@ class Scheduler:
     def _start(self, request: Request) -> bool:
         """Give the request a slot and set up its prefill; False if it has to wait."""
         if request.stream.cancelled:
-            request.stream._finish(_unserved(request, "cancelled"))
+            request.stream.finish(_unserved(request, "cancelled"))
             return True
         try:
             sampler = build_sampler(request.sampling, self.model)
         except Exception as exc:  # one bad request must not take the scheduler down
-            request.stream._finish(_unserved(request, "error", f"{type(exc).__name__}: {exc}"))
+            request.stream.finish(_unserved(request, "error", f"{type(exc).__name__}: {exc}"))
             return True
         running = {a.slot.seq_id for a in self.active}
         owner = owner_key(request.user)
@@ -358,7 +358,7 @@ class Scheduler:
             self._finish(active, "stop", pending=[])
             return
         active.n_gen += 1
-        active.request.stream._push(active.text.feed(self.model.token_bytes(token)))
+        active.request.stream.push(active.text.feed(self.model.token_bytes(token)))
         if active.text.stopped:
             self._finish(active, "stop")
         elif active.n_gen >= active.request.sampling.max_new_tokens:
@@ -374,7 +374,7 @@ class Scheduler:
         """`pending`: the reply ended where its next turn's prompt carries on (its end-of-turn token, or
         its length with the last token not yet in the cache), so a follow-up may be queued."""
         stream = active.request.stream
-        stream._push(active.text.flush())
+        stream.push(active.text.flush())
         completion = active.completion(finish, error)
         active.sampler.close()
         self.active.remove(active)
@@ -399,7 +399,7 @@ class Scheduler:
             completion.timings.prefill_tokens_per_s,
             completion.timings.decode_tokens_per_s,
         )
-        stream._finish(completion)
+        stream.finish(completion)
 
 
 def _ema(previous: float, sample: float) -> float:

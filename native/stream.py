@@ -73,15 +73,16 @@ class Stream:
         """1 for the next request to get a slot, 2 for the one after...; None while it has one (or
         until the engine has looked at its queue: at its next step)."""
 
-    # -- producer side (the engine's thread) --------------------------------------------------------
+    # -- producer side: the engine's thread, a remote engine's reader, or a chain's token callbacks --
+    # One producer pushes deltas, then finishes once.
 
-    def _push(self, delta: str) -> None:
+    def push(self, delta: str) -> None:
         if delta:
             with self._cond:
                 self._deltas.append(delta)
             self._wake(ending=False)
 
-    def _finish(self, completion: Completion) -> None:
+    def finish(self, completion: Completion) -> None:
         self.queue_position = None
         with self._cond:
             self._completion = completion

@@ -6,8 +6,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from browser_support import CHROMIUM_FLAGS
 from playwright.sync_api import sync_playwright
+from support.browser import CHROMIUM_FLAGS
 
 from native import load_engine
 

@@ -7,11 +7,11 @@ log (HEARTH_LOG_LEVEL=debug prints every prompt and every request's usage line).
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
-from browser_support import Server, last_reply, send, set_slider, shot, wait_idle
 from playwright.sync_api import expect
+from support.browser import Server, last_reply, send, set_slider, shot, wait_idle
+from support.wait import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 
@@ -41,10 +41,8 @@ def test_chat_streams_settings_apply_stop_works_and_model_loads_once(page, serve
     # 1. A message gets a reply that streams: its text is seen growing before the reply ends.
     send(page, "Tell me about cats.")
     lengths: set[int] = set()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not server.usages():
-        lengths.add(len(last_reply(page)))
-        time.sleep(0.03)
+    # Each look at the page records the reply's length, until the engine has finished it.
+    wait_until(lambda: lengths.add(len(last_reply(page))) or server.usages(), 60, "the reply's end")
     wait_idle(page)
     first_answer = last_reply(page)
     assert len([n for n in lengths if n > 0]) >= 3, f"reply did not stream: saw lengths {sorted(lengths)}"
@@ -81,8 +79,7 @@ def test_chat_streams_settings_apply_stop_works_and_model_loads_once(page, serve
     send(page, "Write a very long story about a dragon and a knight, with many chapters.")
     expect(page.locator("#stop-button")).to_be_visible(timeout=30_000)
     expect(page.locator('[data-step-type="assistant_message"]')).to_have_count(3, timeout=30_000)
-    while len(last_reply(page)) < 40:
-        time.sleep(0.02)
+    wait_until(lambda: len(last_reply(page)) >= 40, what="40 characters of the reply")
     page.click("#stop-button")
     usages = server.wait_for_usages(3)
     assert usages[-1][4] == "cancelled"
@@ -148,9 +145,7 @@ def test_streaming_off_sends_the_reply_whole(page, server):
     done = len(server.usages())
     send(page, "Tell me about the sea.")
     lengths: set[int] = set()
-    while len(server.usages()) == done:
-        lengths.add(len(last_reply(page)))
-        time.sleep(0.03)
+    wait_until(lambda: lengths.add(len(last_reply(page))) or len(server.usages()) > done, 60, "the end")
     wait_idle(page)
     lengths.add(len(last_reply(page)))
     assert server.usages()[-1][3] > 5  # a reply long enough that streaming would have shown its growth

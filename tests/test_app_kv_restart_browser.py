@@ -7,8 +7,8 @@ import re
 import shutil
 
 import pytest
-from browser_support import shot
 from playwright.sync_api import expect
+from support.browser import shot
 from test_app_persistence_browser import chat, new_page, open_chat, running, short_replies, thread_id_of
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")

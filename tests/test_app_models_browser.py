@@ -12,8 +12,9 @@ import shutil
 import time
 
 import pytest
-from browser_support import Server, last_reply, send, set_slider, shot, wait_idle
 from playwright.sync_api import Page, expect
+from support.browser import Server, last_reply, send, set_slider, shot, wait_idle
+from support.wait import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 
@@ -76,10 +77,13 @@ def test_two_chats_stream_at_the_same_time(browser, server):
         send(first, "Write a long story about a dragon.")
         send(second, "Write a long story about a knight.")
         grew: dict[str, set[int]] = {"first": set(), "second": set()}
-        while len(usages(server)) == done:  # until either reply ends
+
+        def either_ended() -> bool:
             grew["first"].add(len(last_reply(first)))
             grew["second"].add(len(last_reply(second)))
-            time.sleep(0.05)
+            return len(usages(server)) > done
+
+        wait_until(either_ended, 120, "either reply's end")
         # Both replies had text (and kept growing) before either finished: the engine interleaved them.
         assert len([n for n in grew["first"] if n > 0]) >= 2, grew
         assert len([n for n in grew["second"] if n > 0]) >= 2, grew
@@ -165,8 +169,7 @@ def test_a_stopped_reply_shows_its_stats_and_the_chat_goes_on(page, server):
     done = len(usages(server))
     send(page, "Write a very long story about a dragon and a knight, with many chapters.")
     expect(page.locator("#stop-button")).to_be_visible(timeout=30_000)
-    while len(last_reply(page)) < 40:
-        time.sleep(0.02)
+    wait_until(lambda: len(last_reply(page)) >= 40, what="40 characters of the reply")
     page.click("#stop-button")
     found = wait_for_usages(server, done + 1)
     assert found[-1][5] == "cancelled"

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from browser_support import Server, send, set_slider, shot, wait_idle
 from playwright.sync_api import Browser, Page, expect
+from support.browser import Server, send, set_slider, shot, wait_idle
 
 from llm.web.auth import hash_password, write_users
 

@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
 
-from llm.settings import GenerationSettings
 from llm.web.auth import (
     LOCAL_USER,
     AuthConfig,
@@ -21,9 +19,7 @@ from llm.web.auth import (
     read_users,
     write_users,
 )
-from llm.web.resume import history_from_thread, notice_ids, restore_conversation, saved_stats
 from llm.web.store import StoreConfig
-from llm.web.ui import history_before
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,84 +157,3 @@ def test_auth_secret_is_generated_once_and_kept(tmp_path):
     assert ensure_auth_secret(store) == first
     assert (tmp_path / "auth_secret").stat().st_mode & 0o777 == 0o600
     assert ensure_auth_secret(store, {"CHAINLIT_AUTH_SECRET": "given"}) == "given"
-
-
-# --- resuming a thread ------------------------------------------------------------------------------
-
-
-def thread_with(*steps: tuple[str, str, str, bool], metadata: dict | None = None) -> dict:
-    return {
-        "id": "t1",
-        "metadata": metadata or {},
-        "steps": [
-            {"id": sid, "type": kind, "output": text, "isError": error} for sid, kind, text, error in steps
-        ],
-    }
-
-
-def test_history_from_thread_keeps_the_exchanges_without_notices():
-    thread = thread_with(
-        ("1", "user_message", "Tell me about cats.", False),
-        ("2", "assistant_message", "Hearth is busy.", True),
-        ("3", "assistant_message", "Cats purr.", False),
-        ("4", "run", "a chain step", False),
-        ("5", "assistant_message", "", False),
-    )
-    assert history_from_thread(thread) == [HumanMessage("Tell me about cats."), AIMessage("Cats purr.")]
-    assert notice_ids(thread) == {"2"}
-
-
-async def test_resumed_notices_stay_out_of_the_next_prompt():
-    from chainlit.context import init_http_context
-    from chainlit.message import Message
-
-    init_http_context()  # a Message takes its thread from the current chat
-    messages = [
-        Message(content="Hi", type="user_message", id="1"),
-        Message(content="Generation failed: boom", type="assistant_message", id="2"),
-        Message(content="Hello!", type="assistant_message", id="3"),
-        Message(content="Next", type="user_message", id="4"),
-    ]
-    assert history_before(messages, messages[-1], notices={"2"}) == [HumanMessage("Hi"), AIMessage("Hello!")]
-
-
-class _Conversation:
-    """What restore_conversation touches of a Conversation, without loading a model."""
-
-    def __init__(self) -> None:
-        self.history: list = []
-        self.settings = GenerationSettings()
-        self.chat_template: str | None = None
-
-    def apply(self, settings: GenerationSettings, chat_template: str | None = None) -> None:
-        self.settings, self.chat_template = settings, chat_template
-
-
-def test_restore_conversation_brings_back_history_and_saved_settings():
-    conversation = _Conversation()
-    saved = {"chat_settings": {"temperature": 0.0, "max_new_tokens": 7, "system_prompt": ""}}
-    thread = thread_with(("1", "user_message", "Hi", False), metadata=saved)
-    assert restore_conversation(conversation, thread) == saved["chat_settings"]
-    assert conversation.history == [HumanMessage("Hi")]
-    assert conversation.settings.temperature == 0.0
-    assert conversation.settings.max_new_tokens == 7
-
-
-def test_restore_conversation_keeps_defaults_when_saved_settings_are_invalid():
-    conversation = _Conversation()
-    thread = thread_with(metadata={"chat_settings": {"temperature": -5}})
-    restore_conversation(conversation, thread)
-    assert conversation.settings == GenerationSettings()
-
-
-def test_saved_stats_come_from_the_steps_metadata_as_sqlite_returns_it_or_decoded():
-    thread = {
-        "id": "t",
-        "steps": [
-            {"id": "1", "type": "user_message", "metadata": "{}"},
-            {"id": "2", "type": "assistant_message", "metadata": '{"hearth_stats": "12 prompt tokens"}'},
-            {"id": "3", "type": "assistant_message", "metadata": {"hearth_stats": "7 prompt tokens"}},
-            {"id": "4", "type": "assistant_message", "metadata": None},
-        ],
-    }
-    assert saved_stats(thread) == {"2": "12 prompt tokens", "3": "7 prompt tokens"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_rest_support import hearth_server
+from support.rest import hearth_server
 
 from llm.client import APIError, AsyncClient, Client
 

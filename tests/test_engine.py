@@ -175,12 +175,15 @@ async def test_a_paced_consumer_gets_a_piece_per_interval_and_the_end_at_once(en
 async def test_cancelled_async_consumer_cancels_generation(engine, chat_prompt):
     stream = engine.submit(chat_prompt, SamplingParams(temperature=0, max_new_tokens=500))
 
+    streaming = asyncio.Event()
+
     async def consume():
         async for _ in stream:
+            streaming.set()
             await asyncio.sleep(0)
 
     task = asyncio.ensure_future(consume())
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(streaming.wait(), 60)  # cancelled mid-stream, not before it starts
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     completion = await asyncio.to_thread(stream.result, 30)

@@ -26,6 +26,8 @@ def second(reply: str) -> str:
 
 
 def idle() -> None:
+    """A person reading the reply. The time passing is the behaviour under test: an idle session's
+    follow-up falls due in it (and the tests count whether one ran), so there is nothing to wait on."""
     time.sleep(FOLLOW_UP_DELAY + 0.25)
 
 

@@ -90,9 +90,9 @@ class ScriptedEngine:
         text = self.replies.pop(0)
         stream = Stream()
         for i in range(0, len(text), 3):
-            stream._push(text[i : i + 3])
+            stream.push(text[i : i + 3])
         n = len(self.engine.tokenize(text, add_special=False))
-        stream._finish(Completion(text, "stop", Usage(len(prompt), 0, n), Timings(0.0, 0.0, 0.0)))
+        stream.finish(Completion(text, "stop", Usage(len(prompt), 0, n), Timings(0.0, 0.0, 0.0)))
         return stream
 
     def forget_session(self, session: str, user: str | None = None) -> None:
@@ -388,8 +388,8 @@ def test_structured_output_returns_the_schema(chat):
 
 def test_a_cut_off_call_is_reported_invalid_not_completed(engine):
     stream = Stream()
-    stream._push('{"name": "get_weather", "arguments": {"location": "Par')
-    stream._finish(Completion("", "length", Usage(1, 0, 9), Timings(0.0, 0.0, 0.0)))
+    stream.push('{"name": "get_weather", "arguments": {"location": "Par')
+    stream.finish(Completion("", "length", Usage(1, 0, 9), Timings(0.0, 0.0, 0.0)))
     cut = tool_calls.ToolCallStream(stream)
     assert list(cut) == [""]  # the call's JSON is not shown as text
     message = AIMessageChunk(content="", tool_call_chunks=cut.tool_call_chunks())
@@ -398,8 +398,8 @@ def test_a_cut_off_call_is_reported_invalid_not_completed(engine):
 
 def test_unicode_arguments_are_kept_as_written():
     stream = Stream()
-    stream._push('{"name": "customer", "arguments": {"name": "你好啊集团"}}')
-    stream._finish(Completion("", "stop", Usage(1, 0, 9), Timings(0.0, 0.0, 0.0)))
+    stream.push('{"name": "customer", "arguments": {"name": "你好啊集团"}}')
+    stream.finish(Completion("", "stop", Usage(1, 0, 9), Timings(0.0, 0.0, 0.0)))
     call = tool_calls.ToolCallStream(stream)
     list(call)
     assert call.tool_call_chunks()[0]["args"] == '{"name": "你好啊集团"}'

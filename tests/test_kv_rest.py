@@ -7,7 +7,7 @@ from __future__ import annotations
 import openai
 import pytest
 import requests
-from test_rest_support import hearth_server
+from support.rest import hearth_server
 
 TURNS = 4
 REPLY = {"temperature": 0, "max_tokens": 24}

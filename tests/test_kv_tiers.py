@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.wait import wait_until
 
 import native.engine
 from native import SamplingParams
@@ -137,7 +138,7 @@ def test_a_sessions_state_is_written_once_it_has_been_idle(tmp_path, engines):
     engines.append(engine)
     engine.submit(long_text(60), GREEDY, session="s", user="u").result(60)
     folder = tmp_path / "kv"
-    wait_until(lambda: list(folder.glob("*.kv")), "the idle session's file")
+    wait_until(lambda: list(folder.glob("*.kv")), what="the idle session's file")
     assert engine.stats()["cache"]["disk"]["stores"] == 1
 
 
@@ -147,7 +148,7 @@ def test_a_deleted_sessions_cache_leaves_every_tier(tmp_path, engines):
     document = long_text(100)
     first = engine.submit(document, GREEDY, session="doomed", user="u").result(60)
     engine.submit(long_text(60, "x"), GREEDY, session="other", user="u").result(60)  # doomed -> RAM
-    wait_until(lambda: len(list((tmp_path / "kv").glob("*.kv"))) == 2, "both sessions on disk")
+    wait_until(lambda: len(list((tmp_path / "kv").glob("*.kv"))) == 2, what="both sessions on disk")
     engine.forget_session("doomed", user="u")
     assert len(list((tmp_path / "kv").glob("*.kv"))) == 1
     again = engine.submit(document + first.text, GREEDY, user="u").result(60)
@@ -238,15 +239,6 @@ def test_one_users_cache_never_serves_another_user(tmp_path, engines):
     assert after.submit(follow, GREEDY, user="mallory").result(120).usage.cached_tokens == 0
     hers = after.submit(follow, GREEDY, user="alice").result(120)
     assert hers.usage.cached_from == "disk" and hers.usage.cached_tokens > 300
-
-
-def wait_until(condition, what: str, within: float = 30.0) -> None:
-    import time
-
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"no {what} within {within} s"
-        time.sleep(0.05)
 
 
 # -- every face, with or without a session -----------------------------------------------------------

@@ -7,10 +7,10 @@ import json
 import logging
 import re
 import threading
-import time
 
 import pytest
 from pydantic import ValidationError
+from support.wait import wait_until
 
 import llm.mlc
 import prompts
@@ -205,10 +205,7 @@ def test_ctrl_c_in_a_callback_cancels_the_generation(cm):
 
     with pytest.raises(KeyboardInterrupt):
         cm.generate("Write a long story about a dragon.", GenerationConfig(max_gen_len=500), Interrupt())
-    deadline = time.monotonic() + 30
-    while cm.engine.stats()["slots_in_use"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert cm.engine.stats()["slots_in_use"] == 0
+    wait_until(lambda: cm.engine.stats()["slots_in_use"] == 0, what="the slot freed")
     assert cm.history == []
 
 

@@ -4,10 +4,10 @@ templates, edits and per-turn cache reuse, on the real default model through the
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from pydantic import ValidationError
+from support.wait import wait_until
 
 import llm.nano
 import prompts
@@ -40,10 +40,8 @@ def chat_turn(model: NanoLLM, history: ChatHistory, text: str, max_new_tokens: i
     return embedding, position, reply
 
 
-def wait_idle(engine, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while engine.stats()["slots_in_use"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+def wait_idle(engine) -> None:
+    wait_until(lambda: engine.stats()["slots_in_use"] == 0, what="every slot free")
 
 
 def test_public_names_are_pinned():

@@ -14,7 +14,7 @@ import openai
 import pytest
 import requests
 from pydantic import ValidationError
-from test_rest_support import ROOT, free_port, hearth_server
+from support.rest import ROOT, free_port, hearth_server
 
 from llm.rest import ServerSettings
 from llm.rest.models import parse_spec

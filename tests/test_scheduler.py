@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
+from support.wait import wait_until
 
 from native import SamplingParams, load_engine
 from native.engine import Engine
@@ -391,15 +391,10 @@ def test_waiting_requests_know_their_place_in_the_queue(two_slots):
     endless = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=2000)
     busy = [two_slots.submit(chatml(f"Count to a thousand, take {i}."), endless) for i in range(2)]
     queued = [two_slots.submit(chatml(f"Say hello {i}."), endless) for i in range(3)]
-    deadline = time.monotonic() + 30
-    while [s.queue_position for s in queued] != [1, 2, 3]:
-        assert time.monotonic() < deadline, [s.queue_position for s in queued]
-        time.sleep(0.01)
+    wait_until(lambda: [s.queue_position for s in queued] == [1, 2, 3], what="places 1, 2, 3")
     assert [s.queue_position for s in busy] == [None, None]  # they have their slots
     busy[0].cancel()  # a slot frees up: the first in line takes it, the others move up
-    while [s.queue_position for s in queued] != [None, 1, 2]:
-        assert time.monotonic() < deadline, [s.queue_position for s in queued]
-        time.sleep(0.01)
+    wait_until(lambda: [s.queue_position for s in queued] == [None, 1, 2], what="places None, 1, 2")
     assert next(iter(queued[0]))  # it has a slot: its reply streams
     for stream in [busy[1], *queued]:
         stream.cancel()

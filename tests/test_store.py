@@ -22,11 +22,11 @@ from chainlit.context import init_http_context
 from chainlit.types import Feedback, Pagination, ThreadFilter
 from chainlit.user import User
 from sqlalchemy.dialects import postgresql, sqlite
-from test_rest_support import free_port
+from support.rest import free_port
 
 from llm.web.data_layer import HearthDataLayer
-from llm.web.schema import metadata, schema_ddl
 from llm.web.store import StoreConfig, async_database_url, data_dir, database_url, open_data_layer
+from llm.web.tables import metadata, schema_ddl
 
 TABLES = {"users", "threads", "steps", "elements", "feedbacks"}
 

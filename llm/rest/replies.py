@@ -29,7 +29,7 @@ def usage(completions: list[Completion]) -> dict:
 
 
 @dataclass
-class Reply:
+class ResponseBuilder:
     """One response's identity and the builders of its parts."""
 
     kind: Literal["chat", "text"]

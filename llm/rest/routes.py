@@ -14,7 +14,7 @@ import prompts
 from llm.rest import tools
 from llm.rest.errors import APIError, from_native
 from llm.rest.models import ServedModel
-from llm.rest.replies import Reply, Totals
+from llm.rest.replies import ResponseBuilder, Totals
 from llm.rest.schemas import ChatRequest, CompletionRequest, GenerationRequest, ResetRequest
 from llm.rest.sse import gather_unless_gone, stream_response
 from llm.tools import langchain as tool_calls
@@ -64,14 +64,14 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response:
                 param="tools",
             )
         return await _generate(request, body, model, body.turns(), body.sampling(), "chat")
-    messages = body.conversation()
-    if choice is None or not tool_calls.should_call(choice, messages):
-        rendered = prompts.render(tools.turns(messages), model.template)
-        return await _generate(request, body, model, rendered.text, body.sampling(rendered.stop), "chat")
-    declared = body.tool_dicts()
-    rendered = tools.call_prompt(messages, declared, model.template)
-    sampling = tools.constrained(body.sampling(rendered.stop), declared, choice)
-    return await _generate(request, body, model, rendered.text, sampling, "chat", as_calls=True)
+    turn = tool_calls.tool_turn(body.conversation(), body.tool_dicts(), choice or "none")
+    rendered = prompts.render(tools.plain(turn.messages), model.template)
+    sampling = body.sampling(rendered.stop)
+    if turn.grammar is None:
+        return await _generate(request, body, model, rendered.text, sampling, "chat")
+    # JSON repeats its quotes and braces by design: repetition penalties are off (`constrained`).
+    constrained = sampling.constrained(turn.grammar)
+    return await _generate(request, body, model, rendered.text, constrained, "chat", as_calls=True)
 
 
 @api.post("/v1/completions", summary="Text completion: the prompt is continued as is")
@@ -131,7 +131,7 @@ async def _generate(
         raise from_native(exc, param="messages" if kind == "chat" else "prompt") from None
     except ValueError as exc:  # what the engine refuses before any work, e.g. a prompt it cannot take
         raise APIError(400, str(exc)) from None
-    reply = Reply(kind, model.uid, include_usage=body.include_usage, as_calls=as_calls)
+    reply = ResponseBuilder(kind, model.uid, include_usage=body.include_usage, as_calls=as_calls)
     totals: Totals = request.app.state.totals
     if body.stream:
         interval = request.app.state.settings.stream_interval_ms / 1000

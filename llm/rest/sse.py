@@ -15,7 +15,7 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 
 from llm.rest.errors import APIError
-from llm.rest.replies import Reply, Totals
+from llm.rest.replies import ResponseBuilder, Totals
 from native import Completion, Stream
 from native.errors import EngineFailed
 
@@ -32,7 +32,7 @@ def _event(data: str) -> bytes:
 
 
 async def events(
-    reply: Reply, streams: list[Stream], totals: Totals, interval: float = 0.0
+    reply: ResponseBuilder, streams: list[Stream], totals: Totals, interval: float = 0.0
 ) -> AsyncIterator[bytes]:
     """Each choice's chunks in turn (every choice generates at once; the later ones wait in their
     streams), then the usage if asked for, then [DONE]. A failure mid-stream becomes an error event,
@@ -69,7 +69,7 @@ def _check(completion: Completion) -> None:
 
 
 def stream_response(
-    reply: Reply, streams: list[Stream], totals: Totals, interval: float = 0.0
+    reply: ResponseBuilder, streams: list[Stream], totals: Totals, interval: float = 0.0
 ) -> EventSourceResponse:
     async def client_gone(message: dict) -> None:
         cancel_all(streams)

@@ -10,18 +10,14 @@ forbids one, and "auto" calls a tool after the user's turn and answers in text a
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-import prompts
 from llm.chat_models import role_of
 from llm.rest.errors import APIError
 from llm.tools import langchain as tool_calls
-from llm.tools.calls import parse_json_call
-from llm.tools.spec import CallError
-from native import Completion, SamplingParams
+from native import Completion
 
 
 def conversation(messages: list[dict[str, Any]]) -> list[BaseMessage]:
@@ -60,12 +56,8 @@ def _arguments(call: dict[str, Any]) -> dict[str, Any]:
     return arguments
 
 
-def turns(messages: list[BaseMessage]) -> list[dict[str, str]]:
-    """Tool calls and results as plain turns that any chat template renders."""
-    return _plain(tool_calls.tool_history(messages))
-
-
-def _plain(messages: list[BaseMessage]) -> list[dict[str, str]]:
+def plain(messages: list[BaseMessage]) -> list[dict[str, str]]:
+    """Messages as the {"role", "content"} turns a chat template renders."""
     return [{"role": role_of(m), "content": m.text} for m in messages]
 
 
@@ -77,27 +69,13 @@ def choice_of(tool_choice: str | dict | None, tools: list[dict[str, Any]]) -> st
         raise APIError(400, str(exc), param="tool_choice") from None
 
 
-def call_prompt(
-    messages: list[BaseMessage], tools: list[dict[str, Any]], template: prompts.ChatTemplate
-) -> prompts.Prompt:
-    """The conversation with the tools described in its system message, in the model's template."""
-    described = tool_calls.with_instructions(tool_calls.tool_history(messages), tools, None)
-    return prompts.render(_plain(described), template)
-
-
-def constrained(sampling: SamplingParams, tools: list[dict[str, Any]], choice: str) -> SamplingParams:
-    """Sampling whose output is one call of the chosen tool. JSON repeats its quotes and braces by
-    design, so repetition penalties are off (as in the chat model's tool calling)."""
-    return sampling.constrained(tool_calls.call_grammar(tools, choice))
-
-
 def message(completion: Completion) -> tuple[dict[str, Any], str]:
     """The assistant message of a constrained reply and its finish reason: a tool call, or, when the
     JSON was cut short by max_tokens, the raw text with finish_reason "length"."""
-    try:
-        call = parse_json_call(completion.text)
-    except CallError:
+    call = tool_calls.reply_call(completion.text)
+    if call is None:
         return {"role": "assistant", "content": completion.text}, completion.finish_reason
-    function = {"name": call.name, "arguments": json.dumps(dict(call.kwargs or {}), ensure_ascii=False)}
-    tool_call = {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": function}
+    name, arguments = call
+    function = {"name": name, "arguments": arguments}
+    tool_call = {"id": tool_calls.call_id(), "type": "function", "function": function}
     return {"role": "assistant", "content": None, "tool_calls": [tool_call]}, "tool_calls"

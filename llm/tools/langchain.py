@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -56,6 +57,46 @@ def should_call(choice: str, messages: Sequence[BaseMessage]) -> bool:
     if choice == "none":
         return False
     return choice != "auto" or not messages or not isinstance(messages[-1], ToolMessage)
+
+
+@dataclass(frozen=True)
+class ToolTurn:
+    """What the model is shown for one reply while tools are bound, and whether that reply is a call."""
+
+    messages: list[BaseMessage]
+    """The conversation as plain turns (see `tool_history`), the tools described in its system
+    message when the reply is a call."""
+    grammar: str | None
+    """The grammar of one call of the chosen tool when the reply is a call; None for a text answer."""
+
+
+def tool_turn(
+    messages: Sequence[BaseMessage],
+    tools: list[dict[str, Any]],
+    choice: str,
+    system_prompt: str | None = None,
+) -> ToolTurn:
+    """The tool-calling flow of ChatHearth and of the REST server: whether this reply is a call, the
+    conversation the model sees, and the grammar that holds its reply to one call."""
+    history = tool_history(messages)
+    if not should_call(choice, messages):
+        return ToolTurn(history, None)
+    return ToolTurn(with_instructions(history, tools, system_prompt), call_grammar(tools, choice))
+
+
+def reply_call(text: str) -> tuple[str, str] | None:
+    """The tool's name and its arguments as a JSON object string, of a constrained reply; None when the
+    reply does not parse (max_new_tokens cut the JSON short)."""
+    try:
+        call = parse_json_call(text)
+    except CallError:
+        return None
+    return call.name, json.dumps(dict(call.kwargs or {}), ensure_ascii=False)
+
+
+def call_id() -> str:
+    """A new tool call's id, in OpenAI's form."""
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def tool_history(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
@@ -171,11 +212,6 @@ class ToolCallStream:
         """One chunk holding the whole call. A reply that does not parse (cut by max_new_tokens) is
         kept as a JSON string, so that LangChain reports it in `invalid_tool_calls` (its parser would
         otherwise complete the truncated JSON and pass it off as a call)."""
-        call_id = f"call_{uuid.uuid4().hex[:24]}"
-        try:
-            call = parse_json_call(self.text)
-        except CallError:
-            args = json.dumps(self.text, ensure_ascii=False)
-            return [{"name": None, "args": args, "id": call_id, "index": 0, "type": "tool_call_chunk"}]
-        args = json.dumps(dict(call.kwargs or {}), ensure_ascii=False)
-        return [{"name": call.name, "args": args, "id": call_id, "index": 0, "type": "tool_call_chunk"}]
+        call = reply_call(self.text)
+        name, args = call if call is not None else (None, json.dumps(self.text, ensure_ascii=False))
+        return [{"name": name, "args": args, "id": call_id(), "index": 0, "type": "tool_call_chunk"}]

@@ -10,7 +10,7 @@ three things go wrong, and each would silently lose data (the layer logs a warni
   `tags` and a step's `metadata`, `tags`, `generation` and `modes` reach the browser as strings (and
   booleans as 0 and 1). Here they are decoded, so every reader gets what it gets from PostgreSQL.
 - foreign keys are off by default in SQLite, and the tables do not exist: the schema is created on
-  first use (`llm.web.schema`), and each SQLite connection turns foreign keys and WAL on.
+  first use (`llm.web.tables`), and each SQLite connection turns foreign keys and WAL on.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from sqlalchemy import event
 
-from llm.web.schema import create_schema
+from llm.web.tables import create_schema
 from native import forget_session
 
 # The result keys (column names and the aliases Chainlit's queries give them) that hold JSON.

@@ -60,11 +60,6 @@ class EnginePool:
         if engine is not None:
             self._left(engine)
 
-    def users(self, engine: AnyEngine) -> int:
-        """How many sessions hold `engine` now."""
-        with self._lock:
-            return sum(1 for held in self._held.values() if held is engine)
-
     def _left(self, engine: AnyEngine) -> None:
         """A session stopped using `engine`: start its idle clock if that was the last one."""
         with self._lock:

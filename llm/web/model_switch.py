@@ -11,7 +11,7 @@ from typing import Any
 
 import chainlit as cl
 
-from llm.web.conversation import Conversation
+from llm.web.chat_session import ChatSession
 from llm.web.engine_pool import EnginePool
 from llm.web.model_choices import configured_spec, label_of, model_choices
 from llm.web.ui import NOTICE, choices_from_panel, panel_widgets, settings_from_panel
@@ -27,7 +27,7 @@ def engine_pool() -> EnginePool:
     return EnginePool()
 
 
-async def start_session() -> Conversation | None:
+async def start_session() -> ChatSession | None:
     """Load (or share) the configured model for this chat and show the settings panel."""
     session = cl.context.session.id
     spec = configured_spec()
@@ -38,7 +38,7 @@ async def start_session() -> Conversation | None:
         return None
     # The engine's session is the thread: reopened after a restart, it finds its cache on disk.
     user = cl.context.session.user
-    conversation = Conversation(
+    conversation = ChatSession(
         engine,
         session_id=cl.context.session.thread_id,
         model=spec,
@@ -59,7 +59,7 @@ def end_session() -> None:
     engine_pool().release(cl.context.session.id)
 
 
-async def send_panel(conversation: Conversation) -> None:
+async def send_panel(conversation: ChatSession) -> None:
     widgets = panel_widgets(
         conversation.settings,
         model_choices(),
@@ -71,7 +71,7 @@ async def send_panel(conversation: Conversation) -> None:
     await cl.ChatSettings(widgets).send()
 
 
-async def apply_panel(conversation: Conversation, values: dict) -> None:
+async def apply_panel(conversation: ChatSession, values: dict) -> None:
     """Validate the panel's values; use them from the next message on, switching model if another
     was picked. A bad value is explained in the chat and changes nothing."""
     try:
@@ -85,7 +85,7 @@ async def apply_panel(conversation: Conversation, values: dict) -> None:
         await switch_model(conversation, choices.model)
 
 
-async def switch_model(conversation: Conversation, spec: str) -> None:
+async def switch_model(conversation: ChatSession, spec: str) -> None:
     """Answer with `spec` from the next message on, over the same conversation."""
     label = label_of(spec)
     notice = cl.Message(content=f"Loading {label}…", metadata=NOTICE)
@@ -107,7 +107,7 @@ async def switch_model(conversation: Conversation, spec: str) -> None:
     await send_panel(conversation)
 
 
-async def restore_panel(conversation: Conversation, values: dict[str, Any]) -> None:
+async def restore_panel(conversation: ChatSession, values: dict[str, Any]) -> None:
     """A reopened thread's saved panel: its template, show-prompt and model (loaded if need be), then
     the panel showing them. Values saved by another version of the panel are left out."""
     if values:

@@ -9,8 +9,8 @@ import logging
 
 import chainlit as cl
 
-from llm.chain import Reply
-from llm.web.conversation import Conversation
+from llm.chain import StreamedReply
+from llm.web.chat_session import ChatSession
 from llm.web.reply_stats import context_is_full, format_stats
 from llm.web.ui import NOTICE, history_before
 from native.errors import ContextOverflow, EngineBusy, EngineFailed
@@ -24,7 +24,7 @@ STATS_KEY = "hearth_stats"
 WAIT_NOTICE_AFTER = 0.5  # seconds without a first token before saying why
 
 
-async def answer(conversation: Conversation, question: str, before: cl.Message | None) -> None:
+async def answer(conversation: ChatSession, question: str, before: cl.Message | None) -> None:
     """Answer `question`, asked after the message `before` (None: at the end of the chat)."""
     notices = cl.user_session.get("notices") or ()  # a resumed thread's error notices
     history = history_before(cl.chat_context.get(), before, conversation.starts_at, notices)
@@ -51,7 +51,7 @@ async def answer(conversation: Conversation, question: str, before: cl.Message |
     await _finish(conversation, reply, message)
 
 
-async def regenerate(conversation: Conversation) -> None:
+async def regenerate(conversation: ChatSession) -> None:
     """Ask the last question again: the last answer is replaced by a new one."""
     messages = [m for m in cl.chat_context.get() if not (m.metadata or {}).get("hearth_notice")]
     questions = [i for i, m in enumerate(messages) if m.type == "user_message"]
@@ -74,7 +74,7 @@ def _explain(exc: BaseException) -> str:
     return f"Generation failed: {exc}"
 
 
-async def _finish(conversation: Conversation, reply: Reply, message: cl.Message) -> None:
+async def _finish(conversation: ChatSession, reply: StreamedReply, message: cl.Message) -> None:
     """Send the reply with its stats and the Regenerate button; the prompt and a context notice if due."""
     if conversation.show_prompt and reply.submitted is not None:
         await _send_prompt(reply)
@@ -105,7 +105,7 @@ async def _move_regenerate(message: cl.Message) -> None:
     cl.user_session.set("last_answer", message)
 
 
-async def _send_prompt(reply: Reply) -> None:
+async def _send_prompt(reply: StreamedReply) -> None:
     submitted = reply.submitted
     assert submitted is not None
     async with cl.Step(name="prompt", type="llm", show_input=False) as step:
@@ -132,7 +132,7 @@ async def _offer_room(dropped: int) -> None:
     ).send()
 
 
-async def make_room(conversation: Conversation, action: cl.Action) -> None:
+async def make_room(conversation: ChatSession, action: cl.Action) -> None:
     """The "Start over" and "Keep the last exchange" buttons: the model forgets earlier messages."""
     messages = [m for m in cl.chat_context.get() if not (m.metadata or {}).get("hearth_notice")]
     questions = [m for m in messages if m.type == "user_message"]
@@ -149,7 +149,7 @@ async def make_room(conversation: Conversation, action: cl.Action) -> None:
         await cl.Message(content=text, metadata=NOTICE).send()
 
 
-async def _show_waiting(conversation: Conversation, reply: Reply) -> None:
+async def _show_waiting(conversation: ChatSession, reply: StreamedReply) -> None:
     """While no token has come and the request waits for a slot: its place in the queue."""
     notice: cl.Message | None = None
     try:

@@ -12,7 +12,7 @@ from chainlit.data import get_data_layer
 from chainlit.types import ThreadDict
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from llm.web.conversation import Conversation
+from llm.web.chat_session import ChatSession
 from llm.web.reply_view import STATS_KEY
 from llm.web.ui import settings_from_panel
 
@@ -77,7 +77,7 @@ def saved_panel_values(thread: ThreadDict) -> dict[str, Any]:
     return metadata.get("chat_settings") or {}
 
 
-def restore_conversation(conversation: Conversation, thread: ThreadDict) -> dict[str, Any]:
+def restore_conversation(conversation: ChatSession, thread: ThreadDict) -> dict[str, Any]:
     """Give `conversation` the thread's history and, when they are still valid, its saved settings;
     return the saved panel values (the model and template among them) for the panel."""
     conversation.history = history_from_thread(thread)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -27,22 +27,32 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """A server subprocess; `with` starts it and waits until `ready_path` answers 200, then stops it."""
+    """A server subprocess: `start()` (or `with`) starts it and waits until `ready_path` answers 200;
+    `stop()` (or the end of the `with`) stops it with SIGTERM, then kills it after `stop_within`
+    seconds. Shared with bench/cache.py, whose servers take longer to start and to save their caches."""
 
     def __init__(
-        self, args: list[str], port: int, ready_path: str, env: dict[str, str] | None = None
+        self,
+        args: list[str],
+        port: int,
+        ready_path: str,
+        env: dict[str, str] | None = None,
+        *,
+        start_within: float = 120.0,
+        stop_within: float = 15.0,
     ) -> None:
         self.args, self.port, self.ready_path = args, port, ready_path
         self.env = {**os.environ, **(env or {})}
+        self.start_within, self.stop_within = start_within, stop_within
         self.url = f"http://127.0.0.1:{port}"
         self.log = tempfile.NamedTemporaryFile(prefix="hearth-server-", suffix=".log", delete=False)  # noqa: SIM115
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> ServerProcess:
+    def start(self) -> ServerProcess:
         self.process = subprocess.Popen(
             self.args, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + self.start_within
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited with {self.process.returncode}:\n{self.output()}")
@@ -51,19 +61,25 @@ class ServerProcess:
                     return self
             except httpx.HTTPError:
                 pass
-            time.sleep(0.2)
-        self.__exit__()
-        raise RuntimeError(f"the server did not answer within 120 s:\n{self.output()}")
+            time.sleep(0.2)  # polling a port: nothing to wait on but the next try
+        self.stop()
+        raise RuntimeError(f"the server did not answer within {self.start_within:.0f} s:\n{self.output()}")
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(15)
+                self.process.wait(self.stop_within)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")[-4000:]

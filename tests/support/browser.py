@@ -16,9 +16,10 @@ from pathlib import Path
 
 import requests
 from playwright.sync_api import Page, expect
-from test_rest_support import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.rest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM_FLAGS = [
     "--no-sandbox",

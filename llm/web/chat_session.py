@@ -7,12 +7,12 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from llm._base import model_template
-from llm.chain import Reply, build_chain
+from llm.chain import StreamedReply, build_chain
 from llm.settings import GenerationSettings
 from native import Engine
 
 
-class Conversation:
+class ChatSession:
     """A chat's history and its chain. Changing settings rebuilds the chain around the same engine;
     switching the model rebuilds it around another engine and keeps the history."""
 
@@ -58,13 +58,13 @@ class Conversation:
 
     def reply(
         self, question: str, history: list[BaseMessage] | None = None, callbacks: list | None = None
-    ) -> Reply:
+    ) -> StreamedReply:
         """Start answering `question` after `history` (default: the exchanges remembered so far);
         iterate the result for its text."""
         if history is not None:
             self.history = list(history)
         inputs: dict[str, Any] = {"question": question, "history": list(self.history)}
-        return Reply(self.chain, inputs, callbacks)
+        return StreamedReply(self.chain, inputs, callbacks)
 
     def remember(self, question: str, answer: str) -> None:
         """Add a finished (or stopped) exchange to the history."""
