@@ -19,21 +19,22 @@ from pathlib import Path
 
 # Run from anywhere; and the bench folder must not shadow the standard library (`concurrent`).
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
+# The tests' helpers (support.rest), by folder: a `tests` package installed by some dependency would
+# shadow `tests.support`.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import argparse
 import json
-import socket
 import statistics
 import subprocess
 import threading
 import time
 
-import httpx
 import openai
+from support.rest import ServerProcess, free_port
 
 PROMPT = "<|im_start|>user\nWrite a long story about dragon number {i}.<|im_end|>\n<|im_start|>assistant\n"
 STREAMS = 8
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def decode_rate(stamps: list[float], tokens: int) -> float:
@@ -128,26 +129,14 @@ class Worker:
 # -- the servers and their SSE clients, in this process --------------------------------------------
 
 
-class Server:
-    """A server subprocess on a free port, ready once `ready_path` answers."""
+class Server(ServerProcess):
+    """A server subprocess on a free port (the tests' ServerProcess), ready once `ready_path` answers."""
 
     def __init__(self, args: list[str], ready_path: str) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", *args, "--host", "127.0.0.1", "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{' '.join(args)} exited with {self.process.returncode}")
-            try:
-                if httpx.get(self.url + ready_path, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        port = free_port()
+        command = [sys.executable, "-m", *args, "--host", "127.0.0.1", "--port", str(port)]
+        super().__init__(command, port, ready_path, start_within=300)
+        self.start()
         self.client = openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0)
         self.model = self.client.models.list().data[0].id
 
@@ -188,8 +177,7 @@ class Server:
         return {"tok_s": sum(counts) / (time.perf_counter() - started), "tokens": sum(counts)}
 
     def close(self) -> None:
-        self.process.terminate()
-        self.process.wait()
+        self.stop()
 
 
 def compare(server: Server, direct: Worker, tokens: dict[str, int], runs: int) -> dict:
