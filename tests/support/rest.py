@@ -29,7 +29,8 @@ def free_port() -> int:
 class ServerProcess:
     """A server subprocess: `start()` (or `with`) starts it and waits until `ready_path` answers 200;
     `stop()` (or the end of the `with`) stops it with SIGTERM, then kills it after `stop_within`
-    seconds. Shared with bench/cache.py, whose servers take longer to start and to save their caches."""
+    seconds. Shared with bench/cache.py and bench/rest.py, whose servers may take longer to start (and,
+    in bench/cache.py, to save their caches)."""
 
     def __init__(
         self,
