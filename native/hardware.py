@@ -75,9 +75,9 @@ def cpu_features() -> dict[str, bool]:
     flags = cpu_flags()
     if flags is not None:
         return {name: _CPUINFO_FLAG[name] in flags for name in CPU_FEATURES}
-    # Elsewhere, what the build was compiled to use ("AVX2 = 1") is the best cheap answer.
-    info = system_info().upper()
-    return {name: f"{name.upper()} = 1" in info for name in CPU_FEATURES}
+    # Elsewhere, what the build was compiled to use is the best cheap answer.
+    built = build_features()
+    return {name: name in built for name in CPU_FEATURES}
 
 
 def cpu_model() -> str | None:
