@@ -357,7 +357,7 @@ class Scheduler:
         if self.model.is_eog(token):
             self._finish(active, "stop", pending=[])
             return
-        active.n_gen += 1
+        active.generated.append(token)
         active.request.stream.push(active.text.feed(self.model.token_bytes(token)))
         if active.text.stopped:
             self._finish(active, "stop")

@@ -40,7 +40,7 @@ class Active:
         self.source = source  # where the reused tokens came from: "slot", "ram", "disk"
         self.cursor = reused  # next prompt position to compute
         self.next_token: int | None = None  # sampled, to be decoded in the next step
-        self.n_gen = 0
+        self.generated: list[int] = []  # sampled, the end-of-generation token not among them
         self.started = time.perf_counter()
         self.prefilled: float | None = None
         self.first: float | None = None
@@ -52,6 +52,10 @@ class Active:
     @property
     def prefilling(self) -> bool:
         return self.cursor < len(self.request.tokens)
+
+    @property
+    def n_gen(self) -> int:
+        return len(self.generated)
 
     @property
     def remaining(self) -> int:
@@ -75,4 +79,5 @@ class Active:
                 queued_s=self.started - self.request.submitted,
             ),
             error=error,
+            token_ids=tuple(self.generated),
         )

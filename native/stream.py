@@ -57,6 +57,9 @@ class Completion:
     usage: Usage
     timings: Timings
     error: str | None = None
+    token_ids: tuple[int, ...] | None = None
+    """The generated tokens as sampled (the end-of-generation token not among them): the text
+    re-tokenized need not give them back. None from engines that do not say (a remote server)."""
 
 
 class Stream:
