@@ -69,7 +69,7 @@ BUILD_KEY := $(shell { printf '%s|%s|%s' '$(LLAMA_CPP_VERSION)' '$(CMAKE_ARGS)' 
 WHEELS    := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hearth/wheels/$(BUILD_KEY)
 STAMP     := $(VENV)/.hearth-$(BUILD_KEY)
 
-.PHONY: run test lint bench install wheel clean constraints llama-server kernel-test cmake-args
+.PHONY: run test lint bench install wheel clean constraints llama-server kernel-test cmake-args gpu-bundle
 
 run: install
 	$(VENV)/bin/chainlit run app.py -w --host $(HOST) --port $(PORT)
@@ -155,6 +155,13 @@ $(LLAMA_SERVER): | $(VENV)/bin/python
 	  -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF $(CMAKE_ARGS) && \
 	cmake --build "$$src/build" --target llama-server -j $$(nproc) && \
 	mkdir -p $(PEER_DIR) && cp "$$src/build/bin/llama-server" $@
+
+# What bench/gpu_check.sh needs on a GPU machine without a network (the pruned sdist, wheels for
+# Python 3.12, the default model), in .gpu/1, .gpu/2, ... (git-ignored), each one device call's carry;
+# README.md, "Running on an NVIDIA GPU", says how to take them there.
+gpu-bundle:
+	$(PYTHON) bench/gpu_bundle.py make --out .gpu
+	du -sh .gpu/*
 
 constraints: install
 	{ sed -n 1,2p .ci/constraints.txt; $(PIP) freeze | grep -v '^llama_cpp_python'; } > .ci/constraints.new && mv .ci/constraints.new .ci/constraints.txt
