@@ -17,7 +17,22 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TOOLS = ("make", "sh", "grep", "sha256sum", "cut", "cat", "tr", "sort", "paste", "head", "ls", "sed", "printf", "echo")
+TOOLS = (
+    "make",
+    "sh",
+    "grep",
+    "sha256sum",
+    "cut",
+    "cat",
+    "tr",
+    "sort",
+    "paste",
+    "head",
+    "ls",
+    "sed",
+    "printf",
+    "echo",
+)
 
 
 def bin_dir(tmp_path: Path, *, compute_caps: str | None = None, nvcc: bool = False) -> Path:
@@ -38,7 +53,9 @@ def bin_dir(tmp_path: Path, *, compute_caps: str | None = None, nvcc: bool = Fal
     return folder
 
 
-def make(folder: Path, *args: str, cuda_home: Path | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
+def make(
+    folder: Path, *args: str, cuda_home: Path | None = None
+) -> tuple[subprocess.CompletedProcess[str], float]:
     env = {"PATH": str(folder), "HOME": os.environ.get("HOME", "/root")}
     if cuda_home is not None:
         env["CUDA_HOME"] = str(cuda_home)
@@ -98,7 +115,9 @@ def test_a_cuda_wheel_has_a_cache_folder_of_its_own(tmp_path) -> None:
     def wheel_folder(*args: str) -> str:
         run, _ = make(folder, "-n", "wheel", *args, cuda_home=tmp_path)
         assert run.returncode == 0, run.stderr
-        return next(word for word in run.stdout.split() if "/hearth/wheels/" in word).split("/llama_cpp_python")[0]
+        return next(word for word in run.stdout.split() if "/hearth/wheels/" in word).split(
+            "/llama_cpp_python"
+        )[0]
 
     cpu, cuda = wheel_folder(), wheel_folder("CUDA=1")
     assert cpu != cuda and cuda == wheel_folder("CUDA=1")
