@@ -29,6 +29,37 @@ else
 $(error ISA=$(ISA): use ISA=native (the default: this machine's CPU) or ISA=avx2)
 endif
 
+# CUDA=1: llama.cpp's CUDA backend as well, compiled for this machine's GPUs only (compute capability
+# 9.0 -> 90): each further architecture is another full compile of ggml's CUDA kernels, so this keeps
+# the build to minutes. It adds to the CPU flags above (ISA=avx2 CUDA=1 works). Without a GPU, its
+# driver or the CUDA compiler it stops here, before anything is downloaded or built.
+CUDA ?= 0
+ifeq ($(CUDA),1)
+NVIDIA_SMI := $(shell command -v nvidia-smi 2>/dev/null)
+CUDA_HOME  ?= /usr/local/cuda
+NVCC       := $(or $(shell command -v nvcc 2>/dev/null),$(wildcard $(CUDA_HOME)/bin/nvcc))
+CUDA_ARCHS := $(if $(NVIDIA_SMI),$(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null \
+  | tr -d ' .' | grep -E '^[0-9]+$$' | sort -un | paste -sd';'))
+ifeq ($(NVIDIA_SMI),)
+$(error CUDA=1: nvidia-smi is not installed, so this machine has no NVIDIA driver (or no NVIDIA GPU). \
+  CUDA=1 builds for the GPUs of the machine it runs on: install the NVIDIA driver there, or build for \
+  the CPU with `make install` (no CUDA=1))
+endif
+ifeq ($(CUDA_ARCHS),)
+$(error CUDA=1: `nvidia-smi --query-gpu=compute_cap --format=csv,noheader` lists no GPU (is the driver \
+  loaded? does `nvidia-smi -L` list one? CUDA_VISIBLE_DEVICES may hide them). Build for the CPU with \
+  `make install` (no CUDA=1))
+endif
+ifeq ($(NVCC),)
+$(error CUDA=1: the CUDA compiler nvcc is neither on PATH nor in $(CUDA_HOME)/bin; GPUs found: \
+  compute capability $(CUDA_ARCHS). Install the CUDA toolkit (e.g. Debian's nvidia-cuda-toolkit, or \
+  NVIDIA's) or put its bin folder on PATH, then run this again)
+endif
+CMAKE_ARGS += -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHS) -DCMAKE_CUDA_COMPILER=$(NVCC)
+else ifneq ($(CUDA),0)
+$(error CUDA=$(CUDA): use CUDA=1 (llama.cpp with its CUDA backend) or leave it out)
+endif
+
 # Our changes to llama.cpp (native/patches/README.md), applied to the sdist before it is built.
 PATCHES := $(sort $(wildcard native/patches/*.patch))
 
@@ -38,7 +69,7 @@ BUILD_KEY := $(shell { printf '%s|%s|%s' '$(LLAMA_CPP_VERSION)' '$(CMAKE_ARGS)' 
 WHEELS    := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hearth/wheels/$(BUILD_KEY)
 STAMP     := $(VENV)/.hearth-$(BUILD_KEY)
 
-.PHONY: run test lint bench install wheel clean constraints llama-server kernel-test
+.PHONY: run test lint bench install wheel clean constraints llama-server kernel-test cmake-args gpu-bundle
 
 run: install
 	$(VENV)/bin/chainlit run app.py -w --host $(HOST) --port $(PORT)
@@ -61,6 +92,10 @@ bench: install
 	$(PY) bench/load.py
 
 install: $(STAMP)
+
+# The flags this ISA/CUDA choice builds llama.cpp with, one line: bench/gpu_check.sh builds with them.
+cmake-args:
+	@echo '$(CMAKE_ARGS)'
 
 # Hearth's kernel tests and a short kernel bench against this ISA's build, with the venv's packages
 # and that build's libraries (LLAMA_CPP_LIB_PATH), so the venv keeps its own build: CI runs it with
@@ -120,6 +155,13 @@ $(LLAMA_SERVER): | $(VENV)/bin/python
 	  -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF $(CMAKE_ARGS) && \
 	cmake --build "$$src/build" --target llama-server -j $$(nproc) && \
 	mkdir -p $(PEER_DIR) && cp "$$src/build/bin/llama-server" $@
+
+# What bench/gpu_check.sh needs on a GPU machine without a network (the pruned sdist, wheels for
+# Python 3.12, the default model), in .gpu/1, .gpu/2, ... (git-ignored), each one device call's carry;
+# README.md, "Running on an NVIDIA GPU", says how to take them there.
+gpu-bundle:
+	$(PYTHON) bench/gpu_bundle.py make --out .gpu
+	du -sh .gpu/*
 
 constraints: install
 	{ sed -n 1,2p .ci/constraints.txt; $(PIP) freeze | grep -v '^llama_cpp_python'; } > .ci/constraints.new && mv .ci/constraints.new .ci/constraints.txt

@@ -8,7 +8,9 @@ sessions ≤ model file + KV cache + 300 MiB.
 Each figure is the median of `--runs` runs (3): one run of one stream is a second or two, and a
 scheduler tick of the machine moves it by several percent.
 
-    .venv/bin/python bench/concurrent.py [--model default] [--tokens 128] [--runs 3]
+    .venv/bin/python bench/concurrent.py [--model default] [--device auto] [--tokens 128] [--runs 3]
+
+`--device` (default: $HEARTH_DEVICE, else auto) is Hearth's; the reference loop gets the same layers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import argparse
 import itertools
 import json
+import os
 import subprocess
 import threading
 import time
@@ -70,10 +73,13 @@ def _silent(level, text, user_data):  # the reference loop's llama.cpp log is no
     pass
 
 
-def raw_batch_loop(path: Path, n: int, tokens: int, threads: int) -> dict:
+def raw_batch_loop(path: Path, n: int, tokens: int, threads: int, offload: dict) -> dict:
     """The reference: prefill n prompts, then one llama_decode of n tokens per step, greedy, no Python
-    beyond filling the batch."""
-    model = C.llama_model_load_from_file(str(path).encode(), C.llama_model_default_params())
+    beyond filling the batch. `offload`: Hearth's llama_model_params for the device (layers, GPU)."""
+    mparams = C.llama_model_default_params()
+    for name, value in offload.items():
+        setattr(mparams, name, value)
+    model = C.llama_model_load_from_file(str(path).encode(), mparams)
     vocab = C.llama_model_get_vocab(model)
     C.llama_log_set(_silent, None)
     cparams = C.llama_context_default_params()
@@ -127,17 +133,22 @@ def median_run(runs: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
+    parser.add_argument("--device", default=os.environ.get("HEARTH_DEVICE", "auto"))
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--raw-only", action="store_true", help="print the reference loop's figures only")
     args = parser.parse_args()
     if args.raw_only:
-        path = load_engine(args.model, parallel=1).info.path
+        probe = load_engine(args.model, args.device, parallel=1)
+        path, offload = probe.info.path, probe.offload.model_params()
+        probe.close()  # its weights would share the GPU (or the cores) with the loop's
         threads = default_threads()
         print(
             json.dumps(
                 [
-                    median_run([raw_batch_loop(path, n, args.tokens, threads) for _ in range(args.runs)])
+                    median_run(
+                        [raw_batch_loop(path, n, args.tokens, threads, offload) for _ in range(args.runs)]
+                    )
                     for n in (1, 8)
                 ]
             )
@@ -148,7 +159,7 @@ def main() -> None:
     raw = json.loads(
         subprocess.run(
             [sys.executable, __file__, "--raw-only", "--model", args.model, "--tokens", str(args.tokens)]
-            + ["--runs", str(args.runs)],
+            + ["--runs", str(args.runs), "--device", args.device],
             check=True,
             capture_output=True,
             text=True,
@@ -157,7 +168,7 @@ def main() -> None:
         .splitlines()[-1]
     )
 
-    engine = load_engine(args.model, parallel=8)
+    engine = load_engine(args.model, args.device, parallel=8)
     hearth_run(engine, 2, 8)  # warm-up
     hearth = [
         median_run([hearth_run(engine, n, args.tokens) for _ in range(args.runs)]) for n in (1, 2, 4, 8)
@@ -175,6 +186,7 @@ def main() -> None:
             {
                 "bench": "concurrent",
                 "model": engine.info.path.name,
+                "device": str(engine.device),
                 "threads": engine.n_threads,
                 "hearth": hearth,
                 "hearth_8_over_1": round(hearth[-1]["tok_s"] / hearth[0]["tok_s"], 2),

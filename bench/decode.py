@@ -4,7 +4,10 @@ Same model file, context size, prompt, thread count, greedy sampling, token coun
 processes of its own that alternate, warm-up first, medians reported. Prints JSON; `ratio` is Hearth's
 decode tok/s over llama-cpp-python's (target ≥ 1.0).
 
-    .venv/bin/python bench/decode.py [--model default] [--tokens 256] [--runs 5] [--rounds 2]
+    .venv/bin/python bench/decode.py [--model default] [--device auto] [--tokens 256] [--runs 5] [--rounds 2]
+
+`--device` (default: $HEARTH_DEVICE, else auto) is Hearth's; llama-cpp-python gets the same layers on
+the same GPU.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -53,7 +57,7 @@ async def run_hearth(llm: HearthLLM, tokens: int) -> float:
 def child(args: argparse.Namespace) -> dict:
     """One side's rates, measured in a process of its own, as its users run it."""
     if args.child == "hearth":
-        engine = load_engine(args.model)
+        engine = load_engine(args.model, args.device)
         llm = HearthLLM(
             engine=engine,
             temperature=0.0,
@@ -66,6 +70,7 @@ def child(args: argparse.Namespace) -> dict:
         asyncio.run(run_hearth(llm.model_copy(update={"max_new_tokens": 16}), 16))  # warm-up
         rates = [asyncio.run(run_hearth(llm, args.tokens)) for _ in range(args.runs)]
         same = {"path": str(engine.info.path), "n_ctx": engine.n_ctx, "threads": engine.n_threads}
+        same |= {"device": str(engine.device), "offload": engine.offload.model_params()}
         return {**same, "tokens": produced, "rates": rates}
     # The engine's model file, context size and thread count, as the hearth child reported them.
     raw = Llama(
@@ -75,6 +80,7 @@ def child(args: argparse.Namespace) -> dict:
         n_threads_batch=args.threads,
         n_batch=512,
         verbose=False,
+        **json.loads(args.offload),
     )
     usage = raw.create_completion(PROMPT, max_tokens=args.tokens, temperature=0.0)["usage"]
     run_raw(raw, 16)  # warm-up
@@ -87,6 +93,7 @@ def child(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
+    parser.add_argument("--device", default=os.environ.get("HEARTH_DEVICE", "auto"))
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--runs", type=int, default=5, help="runs per side, spread over --rounds processes")
     parser.add_argument("--rounds", type=int, default=2)
@@ -94,6 +101,7 @@ def main() -> None:
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--n-ctx", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--offload", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args)))
@@ -107,7 +115,16 @@ def main() -> None:
     results: dict[str, list[dict]] = {"hearth": [], "raw": []}
     for _ in range(args.rounds):
         for side in ("hearth", "raw"):
-            command = [sys.executable, __file__, "--child", side, "--model", args.model]
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                side,
+                "--model",
+                args.model,
+                "--device",
+                args.device,
+            ]
             command += ["--tokens", str(args.tokens), "--runs", str(per_round)]
             if side == "raw":
                 first = results["hearth"][0]
@@ -118,6 +135,8 @@ def main() -> None:
                     str(first["n_ctx"]),
                     "--threads",
                     str(first["threads"]),
+                    "--offload",
+                    json.dumps(first["offload"]),
                 ]
             out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             results[side].append(json.loads(out.strip().splitlines()[-1]))
@@ -127,6 +146,7 @@ def main() -> None:
     result = {
         "bench": "decode",
         "model": Path(first["path"]).name,
+        "device": first["device"],
         "threads": first["threads"],
         "tokens": {"hearth": first["tokens"], "llama_cpp_python": results["raw"][0]["tokens"]},
         "processes": "one per side and round",

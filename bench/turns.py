@@ -24,6 +24,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -113,6 +114,11 @@ def ratio(ttfts: list[list[float]]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
+    parser.add_argument(
+        "--device",
+        default=os.environ.get("HEARTH_DEVICE", "auto"),
+        help="Hearth's, and llama-cpp-python's layers",
+    )
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--reply-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
@@ -120,7 +126,7 @@ def main() -> None:
     parser.add_argument("--no-follow-ups", action="store_true", help="Hearth without `followed_by`")
     args = parser.parse_args()
 
-    engine = load_engine(args.model)
+    engine = load_engine(args.model, args.device)
     info = engine.info
     template = prompts.template_for(
         chat_template=info.chat_template,
@@ -136,6 +142,7 @@ def main() -> None:
             n_threads=engine.n_threads,
             n_threads_batch=engine.n_threads,
             verbose=False,
+            **engine.offload.model_params(),  # the same layers on the same GPU as Hearth's
         )
         raw = lambda text, session, tokens: raw_turn(llama, text, session, tokens)  # noqa: E731
         raw("warm up", "w", 4)
@@ -155,6 +162,8 @@ def main() -> None:
                 "--baseline-only",
                 "--model",
                 args.model,
+                "--device",
+                args.device,
                 "--turns",
                 str(args.turns),
                 "--reply-tokens",
@@ -175,6 +184,7 @@ def main() -> None:
     result = {
         "bench": "turns",
         "model": info.path.name,
+        "device": str(engine.device),
         "turns": args.turns,
         "threads": engine.n_threads,
         "followed_by": follow,

@@ -1,7 +1,9 @@
 """`python -m native [MODEL] [--device D] [--json]`: what would load, on what, and with how many threads.
 
 Resolves the model (assembling a catalog model on first use), reads its GGUF metadata, and reports
-the hardware, llama.cpp's build, the chosen device and the thread count. Loads no model into llama.cpp.
+the hardware (each GPU's free and total memory), the backends this install has (llama.cpp's CPU
+build, its CUDA backend, PyTorch), the chosen device, the layers that go to the GPU
+(`HEARTH_GPU_LAYERS`) and the thread count. Loads no model into llama.cpp.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from native.backends import backend_lines, backends_report
 from native.catalog import MIB, format_size
 from native.errors import HearthError
 from native.gguf_info import ModelInfo, inspect_gguf
 from native.hardware import choose_device, default_threads, hardware_report
+from native.offload import gpu_config, plan_offload
 from native.resolve import resolve_model
+
+GIB = 1024 * MIB
 
 
 def format_count(n: int | None) -> str:
@@ -46,13 +52,19 @@ def _model_lines(info: ModelInfo) -> list[str]:
     ]
 
 
+def _device_detail(d: dict[str, Any]) -> str:
+    """What a device is and, for a GPU, its memory: ` (NVIDIA H200, 139.2 of 140.4 GiB free)`."""
+    parts = [d["description"]] if d["description"] else []
+    if "memory_total" in d:
+        parts.append(f"{d['memory_free'] / GIB:.1f} of {d['memory_total'] / GIB:.1f} GiB free")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _hardware_lines(report: dict[str, Any]) -> list[str]:
     cpu = report["cpu"]
     features = " ".join(name for name, present in cpu["features"].items() if present) or "no avx/fma/f16c"
     memory = f"{report['memory_total'] / 1024 / MIB:.1f} GiB" if report["memory_total"] else "unknown"
-    devices = ", ".join(
-        d["device"] + (f" ({d['description']})" if d["description"] else "") for d in report["devices"]
-    )
+    devices = ", ".join(d["device"] + _device_detail(d) for d in report["devices"])
     return [
         "hardware",
         f"  cpu           {cpu['model'] or 'unknown'} ({features})",
@@ -76,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         info = inspect_gguf(resolve_model(args.model, models_dir=args.models_dir))
         device, threads = choose_device(args.device), default_threads()
-        report = hardware_report()
+        offload = plan_offload(device, info, gpu_config())
+        report, backends = hardware_report(), backends_report()
     except (HearthError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -85,9 +98,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.json:
         model = dataclasses.asdict(info) | {"path": str(info.path)}
+        layers = {"on_gpu": offload.layers, "of": offload.of}
         print(
             json.dumps(
-                {"model": model, "hardware": report, "device": str(device), "threads": threads}, indent=2
+                {
+                    "model": model,
+                    "hardware": report,
+                    "backends": backends,
+                    "device": str(device),
+                    "gpu_layers": layers,
+                    "threads": threads,
+                },
+                indent=2,
             )
         )
     else:
@@ -96,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 [
                     *_model_lines(info),
                     *_hardware_lines(report),
+                    *backend_lines(backends),
                     f"device          {device}",
+                    f"gpu layers      {offload.describe()}",
                     f"threads         {threads}",
                 ]
             )

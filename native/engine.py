@@ -16,9 +16,10 @@ from pathlib import Path
 
 from native.errors import ContextOverflow, EngineBusy, EngineFailed
 from native.gguf_info import ModelInfo, inspect_gguf
-from native.hardware import Device, choose_device, default_threads, n_gpu_layers_for, total_memory
+from native.hardware import Device, choose_device, default_threads, total_memory
 from native.kv_tiers import CacheConfig, forget_session_files, owner_key, session_key
 from native.llama import Context, Model, SamplerChain
+from native.offload import GpuConfig, gpu_config, gpu_parallel, plan_offload
 from native.prefix_cache import PrefixCache
 from native.remote import RemoteEngine, connect, is_remote
 from native.resolve import resolve_model
@@ -35,7 +36,7 @@ MAX_FOLLOW_UP = 32  # tokens: a turn separator is a handful; anything longer is 
 
 
 def default_parallel() -> int:
-    """Slots when none are asked for: one per 2 GiB of memory, from 1 to 8."""
+    """Slots on the CPU when none are asked for: one per 2 GiB of memory, from 1 to 8."""
     memory = total_memory() or 0
     return max(1, min(MAX_DEFAULT_PARALLEL, memory // 2**31))
 
@@ -44,7 +45,9 @@ class Engine:
     """A loaded model behind a scheduler thread. Use `load_engine` to get the shared instance.
     Implements `native.protocol.EngineProtocol`.
 
-    `n_ctx` is the context of one session (slot); the context allocated is `n_ctx * parallel`.
+    `n_ctx` is the context of one session (slot); the context allocated is `n_ctx * parallel`. On a
+    GPU, `gpu` (default: `HEARTH_GPU_LAYERS`) says how many layers go there, and the slots default to
+    what the GPU's free memory holds (native/offload.py).
     """
 
     renders_chat = False
@@ -63,15 +66,18 @@ class Engine:
         n_batch: int = 512,
         max_queue: int = 64,
         cache: CacheConfig | None = None,
+        gpu: GpuConfig | None = None,
     ) -> None:
         started = time.perf_counter()
         self.info = info
         self.device = device
         self.n_threads = n_threads or default_threads()
-        self.parallel = parallel or default_parallel()
+        self.offload = plan_offload(device, info, gpu or gpu_config())
         per_slot = n_ctx or min(info.context_length or DEFAULT_CTX, DEFAULT_CTX)
-        self._model = Model(info.path, n_gpu_layers=n_gpu_layers_for(device))
+        self._model = Model(info.path, **self.offload.model_params())
         try:
+            # On a GPU the slots are sized after the weights are there: what is free then is the cache's.
+            self.parallel = parallel or self._default_parallel(per_slot)
             self._ctx = Context(
                 self._model,
                 n_ctx=per_slot * self.parallel,
@@ -108,12 +114,27 @@ class Engine:
             info.architecture,
             info.quantization,
             f"{info.file_size / 2**20:.0f} MiB",
-            device,
+            f"{device} ({'/'.join(map(str, self._model.offloaded))} layers)" if device.is_gpu else device,
             self.n_threads,
             self.parallel,
             self.n_ctx,
             time.perf_counter() - started,
         )
+
+    def _default_parallel(self, n_ctx: int) -> int:
+        if not self.device.is_gpu:
+            return default_parallel()
+        slots = gpu_parallel(self.info, n_ctx, self.offload)
+        if slots is None:
+            log.warning(
+                "%s cannot say how much memory it has free (or %s does not give its cache's shape): "
+                "%d slots; HEARTH_PARALLEL sets them",
+                self.device,
+                self.info.path.name,
+                MAX_DEFAULT_PARALLEL,
+            )
+            return MAX_DEFAULT_PARALLEL
+        return slots
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -181,6 +202,7 @@ class Engine:
         return {
             "model": self.model_name,
             "device": str(self.device),
+            "gpu_layers": self._model.offloaded[0],
             "threads": self.n_threads,
             "context_size": self.n_ctx,
             "slots_total": self.parallel,
@@ -263,7 +285,7 @@ class Engine:
 
 # -- the shared engines -----------------------------------------------------------------------------
 
-_registry: dict[tuple[Path, str], Engine] = {}
+_registry: dict[tuple[Path, str, int | str], Engine] = {}
 _registry_lock = threading.Lock()
 _loads = 0
 
@@ -277,12 +299,15 @@ def load_engine(
     parallel: int | None = None,
     models_dir: str | Path | None = None,
     api_key: str | None = None,
+    gpu_layers: int | str | None = None,
 ) -> Engine | RemoteEngine:
     """The shared engine for `model` on `device`, loading it on first use only.
 
     `model` is a path to a .gguf file, a folder holding one, a name in models/, a catalog name, or
     None for the default model. The file's header is validated before llama.cpp sees it. `n_ctx` is
-    each session's context, `parallel` the number of sessions served at once (slots).
+    each session's context, `parallel` the number of sessions served at once (slots). On a GPU
+    `gpu_layers` (else `HEARTH_GPU_LAYERS`, else every layer) go there; a model is shared per file,
+    device and layer count.
 
     `model` may also be the URL of an OpenAI-compatible server (`http://host:port/v1`, optionally
     `#MODEL_UID`): the model then runs there (native/remote.py), `api_key` (else `HEARTH_API_KEY`)
@@ -292,7 +317,8 @@ def load_engine(
         return connect(str(model), api_key)
     path = resolve_model(model, models_dir=models_dir).resolve()
     chosen = choose_device(device)
-    key = (path, str(chosen))
+    gpu = gpu_config(gpu_layers)
+    key = (path, str(chosen), gpu.gpu_layers)
     global _loads
     with _registry_lock:  # loading twice at once would hold two copies of the weights
         engine = _registry.get(key)
@@ -303,7 +329,7 @@ def load_engine(
                 )
             return engine
         info = inspect_gguf(path)
-        engine = Engine(info, chosen, n_ctx=n_ctx, n_threads=n_threads, parallel=parallel)
+        engine = Engine(info, chosen, n_ctx=n_ctx, n_threads=n_threads, parallel=parallel, gpu=gpu)
         _registry[key] = engine
         _loads += 1
         return engine

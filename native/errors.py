@@ -84,3 +84,7 @@ class StepFailed(HearthError, RuntimeError):
 
 class InvalidGrammar(HearthError, ValueError):
     """A grammar (or JSON schema) that llama.cpp cannot use to constrain generation."""
+
+
+class InvalidSetting(HearthError, ValueError):
+    """A `HEARTH_*` setting (or the argument that stands for it) has a value the core cannot use."""

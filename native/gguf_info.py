@@ -78,6 +78,8 @@ class ModelInfo:
     add_bos_token: bool | None
     kv_bytes_per_token: int | None = None
     """Bytes of f16 keys and values one token takes in the cache, over all layers."""
+    block_count: int | None = None
+    """Transformer blocks (llama.cpp's n_layer); a GPU takes up to these plus the output layer."""
 
 
 class _Truncated(Exception):
@@ -297,6 +299,7 @@ def inspect_gguf(path: str | Path) -> ModelInfo:
         eos_token=meta["hearth.eos_text"],
         add_bos_token=typed("tokenizer.ggml.add_bos_token", bool),
         kv_bytes_per_token=_kv_bytes_per_token(arch, typed),
+        block_count=typed(f"{arch}.block_count", int),
     )
 
 

@@ -21,7 +21,17 @@ from native.errors import DeviceUnavailable, InvalidDevice
 CPU_FEATURES = ("avx", "avx2", "avx512", "fma", "f16c")
 _CPUINFO_FLAG = {"avx": "avx", "avx2": "avx2", "avx512": "avx512f", "fma": "fma", "f16c": "f16c"}
 GPU_KINDS = ("cuda", "metal", "vulkan")
-_BUILD_FLAG = {"cuda": "-DGGML_CUDA=on", "metal": "-DGGML_METAL=on", "vulkan": "-DGGML_VULKAN=on"}
+# How to get a build with each GPU backend: Hearth's Makefile builds CUDA; the others by hand.
+REBUILD_HINT = {
+    "cuda": "build one with `make install CUDA=1`: llama-cpp-python with -DGGML_CUDA=on",
+    "metal": "rebuild llama-cpp-python with -DGGML_METAL=on",
+    "vulkan": "rebuild llama-cpp-python with -DGGML_VULKAN=on",
+}
+# Why a build with a GPU backend may still find no device of it.
+_NO_DEVICE_HINT = {
+    "cuda": " (is the NVIDIA driver loaded? `nvidia-smi -L` lists the GPUs; CUDA_VISIBLE_DEVICES may "
+    "hide them)",
+}
 _ACCEPTED = "auto, cpu, cuda, cuda:N, metal, vulkan"
 
 
@@ -290,11 +300,12 @@ def choose_device(requested: str | Device = "auto") -> Device:
         if want.kind in built:
             raise DeviceUnavailable(
                 f"device {str(want)!r} is not available: this llama.cpp build supports "
-                f"{want.kind} but finds no {want.kind} device; available: {available}"
+                f"{want.kind} but finds no {want.kind} device{_NO_DEVICE_HINT.get(want.kind, '')}; "
+                f"available: {available}"
             )
         raise DeviceUnavailable(
             f"device {str(want)!r} is not available: this llama.cpp build supports {' and '.join(built)} "
-            f"only (rebuild llama-cpp-python with {_BUILD_FLAG[want.kind]}); available: {available}"
+            f"only ({REBUILD_HINT[want.kind]}); available: {available}"
         )
     numbered = [d.index for d in same_kind if d.index is not None]  # empty when the registry is unreadable
     if want.index is not None and numbered and want.index not in numbered:
@@ -305,22 +316,48 @@ def choose_device(requested: str | Device = "auto") -> Device:
     return want
 
 
-def n_gpu_layers_for(device: Device) -> int:
-    """Returns llama.cpp's n_gpu_layers for `device`: 0 on cpu, -1 (every layer) on a GPU."""
-    return -1 if device.is_gpu else 0
+def unavailable_reason(device: str | Device) -> str | None:
+    """Why `device` cannot be used here (choose_device's message: the build flag, the devices that
+    exist), or None when it can. Tests that need a GPU skip with this."""
+    try:
+        choose_device(device)
+    except DeviceUnavailable as e:
+        return str(e)
+    return None
+
+
+def _memory_of(d: _BackendDevice) -> tuple[int, int] | None:
+    lib = _ggml()
+    if lib is None or d.handle is None:
+        return None
+    free, total = ctypes.c_size_t(), ctypes.c_size_t()
+    lib.ggml_backend_dev_memory(d.handle, ctypes.byref(free), ctypes.byref(total))
+    return free.value, total.value
+
+
+def device_memory(device: Device) -> tuple[int, int] | None:
+    """(free, total) bytes of a GPU device as its driver reports them now (cudaMemGetInfo for CUDA);
+    `cuda` without an index, which spreads layers over every CUDA device, sums them. None where the
+    build cannot say (no device registry) or for the CPU, whose memory is `total_memory()`."""
+    if not device.is_gpu:
+        return None
+    found = [
+        m
+        for d in _backend_devices()
+        if d.device.kind == device.kind and device.index in (None, d.device.index)
+        if (m := _memory_of(d)) is not None
+    ]
+    return (sum(f for f, _ in found), sum(t for _, t in found)) if found else None
 
 
 def hardware_report() -> dict[str, Any]:
     """Returns everything above as a JSON-serialisable dict."""
     allowed = _allowed_cpus()
     devices = []
-    lib = _ggml()
     for d in _backend_devices():
         entry: dict[str, Any] = {"device": str(d.device), "description": d.description}
-        if lib is not None and d.handle is not None and d.device.is_gpu:
-            free, total = ctypes.c_size_t(), ctypes.c_size_t()
-            lib.ggml_backend_dev_memory(d.handle, ctypes.byref(free), ctypes.byref(total))
-            entry.update(memory_free=free.value, memory_total=total.value)
+        if d.device.is_gpu and (memory := _memory_of(d)) is not None:
+            entry.update(memory_free=memory[0], memory_total=memory[1])
         devices.append(entry)
     return {
         "cpu": {

@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import llama_cpp as C
@@ -26,39 +27,55 @@ _backend_ready = False
 _log_callback = None  # llama.cpp keeps the C pointer: the Python object must outlive every call
 
 
-class _KVBufferLog:
-    """The sizes of the KV buffers llama.cpp allocates for a context, read from its log.
+@dataclass
+class _Said:
+    """What llama.cpp logged about one model load or context creation."""
+
+    kv_mib: list[float] = field(default_factory=list)
+    """The KV buffers' sizes (MiB), one line per buffer (per device)."""
+    offloaded: tuple[int, int] | None = None
+    """(layers on the GPU, the model's layers), from "offloaded 31/31 layers to GPU"."""
+
+
+class _LoadLog:
+    """Figures llama.cpp gives only in its log while it loads a model or creates a context.
 
     llama.cpp has no API for them: `llama_state_get_size` counts the cells a state holds, not what
     was allocated, and nothing else reports the cache's size. Its log line "KV buffer size = X MiB"
     is the only figure that knows a sliding-window cache (Gemma 3) is smaller than n_ctx cells of
-    every layer, on any architecture and device. llama.cpp's log callback is one per process, so
-    context creations take turns (`collecting`) to tell whose lines they are."""
+    every layer, on any architecture and device; "offloaded K/N layers to GPU" is the only word on
+    what a GPU got. llama.cpp's log callback is one per process, so loads and context creations take
+    turns (`collecting`) to tell whose lines they are."""
 
-    _LINE = re.compile(r"KV buffer size\s*=\s*([0-9.]+) MiB")
+    _KV = re.compile(r"KV buffer size\s*=\s*([0-9.]+) MiB")
+    _OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sizes: list[float] | None = None  # MiB, while a context is being created
+        self._said: _Said | None = None  # while a load or context creation runs
 
     @contextlib.contextmanager
-    def collecting(self) -> Iterator[list[float]]:
-        """Within this block, the KV buffer sizes (MiB) llama.cpp logs land in the list it yields."""
+    def collecting(self) -> Iterator[_Said]:
+        """Within this block, what llama.cpp logs lands in the `_Said` it yields."""
         with self._lock:
-            self._sizes = sizes = []
+            self._said = said = _Said()
             try:
-                yield sizes
+                yield said
             finally:
-                self._sizes = None
+                self._said = None
 
     def read(self, message: str) -> None:
         """Called by the log forwarder for every line llama.cpp logs."""
-        sizes = self._sizes
-        if sizes is not None and (found := self._LINE.search(message)):
-            sizes.append(float(found[1]))
+        said = self._said
+        if said is None:
+            return
+        if found := self._KV.search(message):
+            said.kv_mib.append(float(found[1]))
+        elif found := self._OFFLOADED.search(message):
+            said.offloaded = (int(found[1]), int(found[2]))
 
 
-_kv_buffer_log = _KVBufferLog()
+_load_log = _LoadLog()
 
 
 def init_backend() -> None:
@@ -73,7 +90,7 @@ def init_backend() -> None:
         def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
             # llama.cpp is chatty at load time; keep its lines at debug so our own logs stay readable.
             message = text.decode("utf-8", errors="replace").rstrip()
-            _kv_buffer_log.read(message)
+            _load_log.read(message)
             if message:
                 log.debug("llama.cpp: %s", message)
 
@@ -85,11 +102,25 @@ def init_backend() -> None:
 class Model:
     """The weights and vocabulary (`llama_model`), shared by every context built on them."""
 
-    def __init__(self, path: Path, *, n_gpu_layers: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        n_gpu_layers: int = 0,
+        split_mode: int = C.LLAMA_SPLIT_MODE_LAYER,
+        main_gpu: int = 0,
+    ) -> None:
+        """`n_gpu_layers`, `split_mode`, `main_gpu`: llama.cpp's own (native/offload.py plans them)."""
         init_backend()
         params = C.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
-        handle = C.llama_model_load_from_file(str(path).encode(), params)
+        params.split_mode = split_mode
+        params.main_gpu = main_gpu
+        with _load_log.collecting() as said:
+            handle = C.llama_model_load_from_file(str(path).encode(), params)
+        self.offloaded = said.offloaded or (0, 0)
+        """(layers on the GPU, the model's layers) as llama.cpp reported them; (0, 0) where it says
+        nothing (a build without GPU offload)."""
         if not handle:
             raise ModelLoadFailed(
                 f"llama.cpp could not load {path}: the file passed GGUF validation, so this build may not "
@@ -189,10 +220,13 @@ class Context:
         # stock ones (other CPUs) pick a kernel by chunk size, and their rounding differs between
         # kernels. Without flash attention, a one-token chunk takes yet another matmul path, and the
         # greedy replies from the cache differ from uncached ones (measured: 5 tests fail).
-        with _kv_buffer_log.collecting() as kv_buffers:
+        # Each offloaded layer's KV cache on its GPU (llama.cpp's default, stated because the slots
+        # sized from GPU memory count on it, native/offload.py); nothing changes on the CPU.
+        params.offload_kqv = True
+        with _load_log.collecting() as said:
             handle = C.llama_init_from_model(model.handle, params)
-        self.kv_cache_bytes = int(sum(kv_buffers) * 2**20) or None
-        """Bytes of the KV cache llama.cpp allocated (see `_KVBufferLog`); None if it logged none."""
+        self.kv_cache_bytes = int(sum(said.kv_mib) * 2**20) or None
+        """Bytes of the KV cache llama.cpp allocated (see `_LoadLog`); None if it logged none."""
         if not handle:
             raise ModelLoadFailed(
                 f"llama.cpp could not create a context of {n_ctx} tokens: lower the context size "

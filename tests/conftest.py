@@ -1,13 +1,14 @@
 """Shared fixtures: the real default model, loaded once for the whole run, and Debian's Chromium for the
-browser tests."""
+browser tests.
+
+Playwright is imported by the browser fixture only: the GPU check (bench/gpu_check.sh) runs the tests
+marked `gpu` on a machine that has no browser and no Playwright."""
 
 from __future__ import annotations
 
 import shutil
 
 import pytest
-from playwright.sync_api import sync_playwright
-from support.browser import CHROMIUM_FLAGS
 
 from native import load_engine
 
@@ -38,6 +39,9 @@ def chat_prompt():
 @pytest.fixture(scope="module")
 def browser():
     """Debian's chromium driven by Playwright (never `playwright install`), one per test module."""
+    from playwright.sync_api import sync_playwright
+    from support.browser import CHROMIUM_FLAGS
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
         yield browser

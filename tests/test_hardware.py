@@ -22,10 +22,10 @@ from native.hardware import (
     gpu_offload_supported,
     hardware_report,
     logical_cores,
-    n_gpu_layers_for,
     physical_cores,
     system_info,
     total_memory,
+    unavailable_reason,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,31 +78,30 @@ def test_auto_picks_cpu_on_a_cpu_only_build() -> None:
 
 @cpu_only
 @pytest.mark.parametrize(
-    ("device", "flag"),
+    ("device", "how"),
     [
-        ("cuda", "-DGGML_CUDA=on"),
-        ("cuda:1", "-DGGML_CUDA=on"),
-        ("metal", "-DGGML_METAL=on"),
-        ("vulkan", "-DGGML_VULKAN=on"),
+        ("cuda", "build one with `make install CUDA=1`: llama-cpp-python with -DGGML_CUDA=on"),
+        ("cuda:1", "build one with `make install CUDA=1`: llama-cpp-python with -DGGML_CUDA=on"),
+        ("metal", "rebuild llama-cpp-python with -DGGML_METAL=on"),
+        ("vulkan", "rebuild llama-cpp-python with -DGGML_VULKAN=on"),
     ],
 )
-def test_a_gpu_the_build_lacks_is_refused_naming_what_is_available(device: str, flag: str) -> None:
+def test_a_gpu_the_build_lacks_is_refused_naming_what_is_available(device: str, how: str) -> None:
     with pytest.raises(DeviceUnavailable) as err:
         choose_device(device)
     assert str(err.value) == (
-        f"device '{device}' is not available: this llama.cpp build supports cpu only "
-        f"(rebuild llama-cpp-python with {flag}); available: cpu"
+        f"device '{device}' is not available: this llama.cpp build supports cpu only ({how}); available: cpu"
     )
+    assert unavailable_reason(device) == str(err.value)
+
+
+def test_nothing_stands_in_the_way_of_the_cpu() -> None:
+    assert unavailable_reason("cpu") is None and unavailable_reason("auto") is None
 
 
 def test_a_malformed_device_is_invalid_not_unavailable() -> None:
     with pytest.raises(InvalidDevice):
         choose_device("gpu0")
-
-
-def test_gpu_layers_are_zero_on_cpu_and_all_on_a_gpu() -> None:
-    assert n_gpu_layers_for(Device("cpu")) == 0
-    assert n_gpu_layers_for(Device("cuda", 1)) == n_gpu_layers_for(Device("metal")) == -1
 
 
 def test_default_threads_are_physical_cores_within_the_logical_count() -> None:
