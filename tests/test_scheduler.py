@@ -335,7 +335,7 @@ def test_gemma_long_conversation_reuses_cache_past_the_sliding_window(gemma):
     params = SamplingParams(temperature=0, max_new_tokens=200, repetition_penalty=1.3)
     turns: list[tuple[str, str]] = []
     prompt = ""
-    previous = None
+    previous, previous_prompt = None, ""
     for i in range(7):
         prompt = "".join(
             f"<start_of_turn>user\n{u}<end_of_turn>\n<start_of_turn>model\n{a}<end_of_turn>\n"
