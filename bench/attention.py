@@ -8,7 +8,11 @@ Q4_1), or both. Prints JSON; `speedup` is stock ms over Hearth ms (above 1 is fa
 chat's: a turn's prompt after a long history (19@830), one decode step deep in a chat (1@2000), a long
 prompt (512@0).
 
+`--clock cpu` times the process's CPU seconds instead of the wall clock: with `--threads 1` that is the
+work itself, whatever else the machine is doing (wall times on a shared machine are not figures).
+
     .venv/bin/python bench/attention.py [--model default] [--kernel attention|matmul|both] [--rounds 2]
+        [--threads N] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ SWITCHES = {
 }
 
 
-def child(model_name: str, repeats: int) -> dict[str, float]:
+def child(model_name: str, repeats: int, threads: int | None, clock: str) -> dict[str, float]:
     from native.hardware import default_threads
     from native.llama import Batch, Context, Model
     from native.resolve import resolve_model
 
     model = Model(resolve_model(model_name))
-    ctx = Context(model, n_ctx=4096, n_batch=512, n_seq_max=1, n_threads=default_threads())
+    ctx = Context(model, n_ctx=4096, n_batch=512, n_seq_max=1, n_threads=threads or default_threads())
+    now = time.process_time if clock == "cpu" else time.perf_counter
     batch = Batch(512)
     tokens = model.tokenize("The quick brown fox jumps over the lazy dog. " * 300, add_special=False)
 
@@ -54,9 +59,9 @@ def child(model_name: str, repeats: int) -> dict[str, float]:
         batch.clear()
         for i in range(n):
             batch.add(tokens[p + i], p + i, 0, i == n - 1)
-        started = time.perf_counter()
+        started = now()
         ctx.decode(batch)
-        return (time.perf_counter() - started) * 1000
+        return (now() - started) * 1000
 
     return {f"{n}@{p}": statistics.median(once(n, p) for _ in range(repeats)) for n, p in SHAPES}
 
@@ -67,10 +72,12 @@ def main() -> None:
     parser.add_argument("--kernel", choices=sorted(SWITCHES), default="attention")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="default: the engine's")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.model, args.repeats)))
+        print(json.dumps(child(args.model, args.repeats, args.threads, args.clock)))
         return
 
     runs: dict[str, list[dict[str, float]]] = {"hearth": [], "stock": []}
@@ -80,7 +87,8 @@ def main() -> None:
             if kind == "stock":
                 env.update(dict.fromkeys(SWITCHES[args.kernel], "1"))
             out = subprocess.run(
-                [sys.executable, __file__, "--child", "--model", args.model, "--repeats", str(args.repeats)],
+                [sys.executable, __file__, "--child", "--model", args.model, "--repeats", str(args.repeats),
+                 "--clock", args.clock, *(["--threads", str(args.threads)] if args.threads else [])],
                 env=env, capture_output=True, text=True, check=True,
             )
             runs[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -93,6 +101,8 @@ def main() -> None:
         "model": args.model,
         "kernel": args.kernel,
         "rounds": args.rounds,
+        "threads": args.threads,
+        "clock": args.clock,
         "ms": {kind: {s: round(median(kind, s), 2) for s in shapes} for kind in runs},
         "speedup": {s: round(median("stock", s) / median("hearth", s), 3) for s in shapes},
     }

@@ -14,8 +14,9 @@ from native.llama import Batch, Context, Model
 from native.resolve import resolve_model
 
 pytestmark = pytest.mark.skipif(
-    "avx512" not in build_features(),
-    reason="the kernel is built into x86 builds with AVX-512 only; other builds run llama.cpp's own",
+    not ("avx512" in build_features() or {"avx2", "fma", "f16c"} <= build_features()),
+    reason="the kernel is built into x86 builds with AVX-512, or AVX2 with FMA and F16C; other builds run "
+    "llama.cpp's own",
 )
 
 HISTORY = 600
