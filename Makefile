@@ -9,6 +9,7 @@ AMX    ?= 0
 LLAMA_CPP_VERSION := 0.3.36
 
 ISA    ?= native
+TORCH  ?= 0
 
 # The default native build SIGSEGVs in ggml_backend_amx_mul_mat on CPUs that advertise AMX inside
 # virtual machines that do not grant it, so AMX is opt-in (`make run AMX=1`).
@@ -60,7 +61,16 @@ bench: install
 	$(PY) bench/cache.py
 	$(PY) bench/load.py
 
+# `make install TORCH=1` (also run/test) adds the torch backend: requirements-torch.txt, pinned.
+ifeq ($(TORCH),1)
+install: $(STAMP) $(VENV)/.hearth-torch
+else
 install: $(STAMP)
+endif
+
+$(VENV)/.hearth-torch: requirements-torch.txt .ci/constraints.txt $(STAMP)
+	$(PIP) install -r requirements-torch.txt -c .ci/constraints.txt
+	touch $@
 
 # Hearth's kernel tests and a short kernel bench against this ISA's build, with the venv's packages
 # and that build's libraries (LLAMA_CPP_LIB_PATH), so the venv keeps its own build: CI runs it with
