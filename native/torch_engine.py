@@ -256,6 +256,9 @@ class TorchEngine:
 
     def _route(self) -> None:
         while not self._closed:
+            if not threading.main_thread().is_alive():
+                self._stop_at_exit()
+                return
             output = self._manager.get_result(timeout=POLL_S)
             if output is not None:
                 self._deliver(output)
@@ -266,6 +269,14 @@ class TorchEngine:
                 log.error("torch engine for %s failed: %s", self.model_name, self._failure)
                 self._fail_all(self._failure)
                 return
+
+    def _stop_at_exit(self) -> None:
+        """The main thread has ended: stop the manager's loop. transformers starts it as a non-daemon
+        thread, which Python joins before it runs exit handlers (`close_engines`), so a program that
+        never closes its engine would otherwise wait for it forever."""
+        self._closed = True
+        self._manager.stop(block=False, hard_stop=True)
+        self._fail_all("the process is exiting")
 
     def _deliver(self, output) -> None:
         with self._lock:

@@ -8,8 +8,12 @@ Nothing here downloads: models load with `local_files_only`, and HF_HUB_OFFLINE 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -220,3 +224,25 @@ def test_the_langchain_faces_run_on_it(torch_engine):
     assert isinstance(llm.invoke("The capital of France is"), str)
     chat = ChatHearth(engine=torch_engine, temperature=0.0, max_new_tokens=16)
     assert chat.invoke([("human", "Say hello.")]).content
+
+
+@needs_torch
+def test_a_program_that_never_closes_the_engine_still_exits():
+    """transformers' generation loop is a non-daemon thread, which Python waits for before exit handlers
+    run: the engine stops it when the main thread ends."""
+    program = (
+        "from native import SamplingParams, load_engine\n"
+        "engine = load_engine('default', backend='torch', n_threads=2, parallel=1, n_ctx=256)\n"
+        "stream = engine.submit('Hello', SamplingParams(temperature=0.0, max_new_tokens=4))\n"
+        "print(stream.result().finish_reason)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] in ("stop", "length")
