@@ -9,6 +9,7 @@ AMX    ?= 0
 LLAMA_CPP_VERSION := 0.3.36
 
 ISA    ?= native
+TORCH  ?= 0
 
 # The default native build SIGSEGVs in ggml_backend_amx_mul_mat on CPUs that advertise AMX inside
 # virtual machines that do not grant it, so AMX is opt-in (`make run AMX=1`).
@@ -91,7 +92,16 @@ bench: install
 	$(PY) bench/cache.py
 	$(PY) bench/load.py
 
+# `make install TORCH=1` (also run/test) adds the torch backend: requirements-torch.txt, pinned.
+ifeq ($(TORCH),1)
+install: $(STAMP) $(VENV)/.hearth-torch
+else
 install: $(STAMP)
+endif
+
+$(VENV)/.hearth-torch: requirements-torch.txt .ci/constraints.txt $(STAMP)
+	$(PIP) install -r requirements-torch.txt -c .ci/constraints.txt
+	touch $@
 
 # The flags this ISA/CUDA choice builds llama.cpp with, one line: bench/gpu_check.sh builds with them.
 cmake-args:
@@ -106,7 +116,7 @@ kernel-test: $(VENV)/bin/python
 	rm -rf $(KERNEL_LIBS) && $(PY) -m zipfile -e $$(ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl | head -1) $(KERNEL_LIBS)
 	LLAMA_CPP_LIB_PATH=$(CURDIR)/$(KERNEL_LIBS)/llama_cpp/lib $(PY) -c 'import llama_cpp; print(llama_cpp.llama_print_system_info().decode())'
 	LLAMA_CPP_LIB_PATH=$(CURDIR)/$(KERNEL_LIBS)/llama_cpp/lib $(PY) -m pytest -p no:cacheprovider tests/test_matmul_kernel.py tests/test_attention_kernel.py
-	LLAMA_CPP_LIB_PATH=$(CURDIR)/$(KERNEL_LIBS)/llama_cpp/lib $(PY) bench/attention.py --kernel matmul --rounds 1 --repeats 3
+	LLAMA_CPP_LIB_PATH=$(CURDIR)/$(KERNEL_LIBS)/llama_cpp/lib $(PY) bench/attention.py --kernel both --rounds 1 --repeats 3
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

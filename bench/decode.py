@@ -4,10 +4,13 @@ Same model file, context size, prompt, thread count, greedy sampling, token coun
 processes of its own that alternate, warm-up first, medians reported. Prints JSON; `ratio` is Hearth's
 decode tok/s over llama-cpp-python's (target ≥ 1.0).
 
-    .venv/bin/python bench/decode.py [--model default] [--device auto] [--tokens 256] [--runs 5] [--rounds 2]
-
 `--device` (default: $HEARTH_DEVICE, else auto) is Hearth's; llama-cpp-python gets the same layers on
-the same GPU.
+the same GPU. `--backend torch` adds a third side: the same LangChain LLM on the torch engine (the GGUF
+dequantized by transformers, f32 on the CPU, same thread count), reported beside llama.cpp with its
+ratio to it.
+
+    .venv/bin/python bench/decode.py [--model default] [--device auto] [--tokens 256] [--runs 5]
+                                     [--rounds 2] [--backend torch]
 """
 
 from __future__ import annotations
@@ -56,8 +59,11 @@ async def run_hearth(llm: HearthLLM, tokens: int) -> float:
 
 def child(args: argparse.Namespace) -> dict:
     """One side's rates, measured in a process of its own, as its users run it."""
-    if args.child == "hearth":
-        engine = load_engine(args.model, args.device)
+    if args.child in ("hearth", "torch"):
+        if args.child == "torch":
+            engine = load_engine(args.model, backend="torch", n_threads=args.threads)
+        else:
+            engine = load_engine(args.model, args.device)
         llm = HearthLLM(
             engine=engine,
             temperature=0.0,
@@ -97,7 +103,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--runs", type=int, default=5, help="runs per side, spread over --rounds processes")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--child", choices=("hearth", "raw"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--backend", choices=("llama.cpp", "torch"), default="llama.cpp", help="torch: add the torch engine"
+    )
+    parser.add_argument("--child", choices=("hearth", "raw", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--n-ctx", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
@@ -112,20 +121,15 @@ def main() -> None:
     # on gemma-3-270m against 59 with an idle llama-cpp-python Llama beside it). So each side runs in
     # processes of its own, alternating, so that drift in machine load hits both sides alike.
     per_round = max(1, -(-args.runs // args.rounds))
-    results: dict[str, list[dict]] = {"hearth": [], "raw": []}
+    sides = ("hearth", "raw", "torch") if args.backend == "torch" else ("hearth", "raw")
+    results: dict[str, list[dict]] = {side: [] for side in sides}
     for _ in range(args.rounds):
-        for side in ("hearth", "raw"):
-            command = [
-                sys.executable,
-                __file__,
-                "--child",
-                side,
-                "--model",
-                args.model,
-                "--device",
-                args.device,
-            ]
+        for side in sides:
+            command = [sys.executable, __file__, "--child", side, "--model", args.model]
+            command += ["--device", args.device]
             command += ["--tokens", str(args.tokens), "--runs", str(per_round)]
+            if side == "torch":
+                command += ["--threads", str(results["hearth"][0]["threads"])]
             if side == "raw":
                 first = results["hearth"][0]
                 command += [
@@ -155,6 +159,13 @@ def main() -> None:
         "ratio": round(statistics.median(hearth_rates) / statistics.median(raw_rates), 3),
         "target_ratio": 1.0,
     }
+    if "torch" in results:
+        torch_rates = [r for res in results["torch"] for r in res["rates"]]
+        result["tokens"]["hearth_torch"] = results["torch"][0]["tokens"]
+        result["hearth_torch_langchain_astream_tok_s"] = round(statistics.median(torch_rates), 1)
+        result["torch_over_llama_cpp_ratio"] = round(
+            statistics.median(torch_rates) / statistics.median(hearth_rates), 3
+        )
     print(json.dumps(result, indent=2))
 
 

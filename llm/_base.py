@@ -30,7 +30,7 @@ def model_template(info: ModelInfo, override: str | None = None) -> prompts.Chat
 
 
 def configured_engine(
-    model: str | None = None, device: str | None = None, n_ctx: int | None = None
+    model: str | None = None, device: str | None = None, n_ctx: int | None = None, backend: str | None = None
 ) -> Engine | RemoteEngine:
     """The shared engine for `model` (else `HEARTH_MODEL`, else the default), with the `HEARTH_*`
     configuration filling in whatever the caller leaves out. Loads only on first use."""
@@ -41,6 +41,7 @@ def configured_engine(
         n_ctx=n_ctx or config.ctx_size,
         n_threads=config.threads,
         parallel=config.parallel,
+        backend=backend or config.backend,
     )
 
 

@@ -20,7 +20,8 @@ from pydantic import ValidationError
 
 from llm.logs import configure_logging
 from llm.nano import ChatHistory, NanoLLM, StreamingResponse
-from llm.settings import GenerationFields, GenerationSettings
+from llm.settings import EngineConfig, GenerationFields, GenerationSettings
+from native import with_backend
 from native.errors import HearthError
 
 PROMPT = ">> "
@@ -38,6 +39,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m llm.chat", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="model path, folder, name or catalog name")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, metal or vulkan")
+    parser.add_argument("--backend", default=None, help=EngineConfig.model_fields["backend"].description)
     parser.add_argument("--chat-template", default=None, help="a built-in template name or a JSON file")
     parser.add_argument("--system-prompt", default=None, help="instructions placed before the chat")
     for name, info in GenerationFields.model_fields.items():
@@ -156,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(os.environ.get("HEARTH_LOG_LEVEL") or "warning")  # keep the chat readable
     try:
         settings = settings_from(args)
-        model = NanoLLM.from_pretrained(args.model, device=args.device)
+        model = NanoLLM.from_pretrained(with_backend(args.model, args.backend), device=args.device)
         history = ChatHistory(
             model, chat_template=args.chat_template, system_prompt=args.system_prompt, prefill_next_turn=True
         )

@@ -142,6 +142,10 @@ class EngineConfig(BaseSettings):
 
     model: str | None = Field(None, description="Model path, folder, name in models/ or catalog name.")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N, metal or vulkan.")
+    backend: str | None = Field(
+        None,
+        description="llama.cpp (the default) or torch (PyTorch and transformers: `make install TORCH=1`).",
+    )
     ctx_size: int | None = Field(
         None, ge=64, description="Each session's context in tokens (default: up to 4096)."
     )

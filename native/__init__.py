@@ -12,6 +12,7 @@ from native.engine import (
     loaded_engines,
     model_loads,
     save_sessions,
+    with_backend,
 )
 from native.protocol import EngineProtocol
 from native.remote import RemoteEngine
@@ -34,4 +35,5 @@ __all__ = [
     "loaded_engines",
     "model_loads",
     "save_sessions",
+    "with_backend",
 ]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import queue
 import threading
 import time
 from pathlib import Path
 
-from native.errors import ContextOverflow, EngineBusy, EngineFailed
+from native.errors import BackendUnavailable, ContextOverflow, EngineBusy, EngineFailed
 from native.gguf_info import ModelInfo, inspect_gguf
 from native.hardware import Device, choose_device, default_threads, total_memory
 from native.kv_tiers import CacheConfig, forget_session_files, owner_key, session_key
@@ -285,6 +286,9 @@ class Engine:
 
 # -- the shared engines -----------------------------------------------------------------------------
 
+BACKENDS = ("llama.cpp", "torch")
+BACKEND_ENV = "HEARTH_BACKEND"
+
 _registry: dict[tuple[Path, str, int | str], Engine] = {}
 _registry_lock = threading.Lock()
 _loads = 0
@@ -300,6 +304,7 @@ def load_engine(
     models_dir: str | Path | None = None,
     api_key: str | None = None,
     gpu_layers: int | str | None = None,
+    backend: str | None = None,
 ) -> Engine | RemoteEngine:
     """The shared engine for `model` on `device`, loading it on first use only.
 
@@ -312,9 +317,19 @@ def load_engine(
     `model` may also be the URL of an OpenAI-compatible server (`http://host:port/v1`, optionally
     `#MODEL_UID`): the model then runs there (native/remote.py), `api_key` (else `HEARTH_API_KEY`)
     authenticates, and the loading options are the server's own business.
+
+    `backend`: "llama.cpp" (the default) or "torch" (PyTorch and transformers, native/torch_engine.py:
+    GGUF files transformers can dequantize, and Hugging Face model folders); None reads
+    `HEARTH_BACKEND`. A model spec written `torch:MODEL` (or `llama.cpp:MODEL`) names its backend too,
+    for the places where only a string travels (the app's model picker).
     """
     if is_remote(model):
         return connect(str(model), api_key)
+    backend, model = split_backend(model, backend)
+    if backend == "torch":
+        return _load_torch(
+            model, device, n_ctx=n_ctx, n_threads=n_threads, parallel=parallel, models_dir=models_dir
+        )
     path = resolve_model(model, models_dir=models_dir).resolve()
     chosen = choose_device(device)
     gpu = gpu_config(gpu_layers)
@@ -330,6 +345,50 @@ def load_engine(
             return engine
         info = inspect_gguf(path)
         engine = Engine(info, chosen, n_ctx=n_ctx, n_threads=n_threads, parallel=parallel, gpu=gpu)
+        _registry[key] = engine
+        _loads += 1
+        return engine
+
+
+def split_backend(model: str | Path | None, backend: str | None = None) -> tuple[str, str | Path | None]:
+    """(backend, model) from `load_engine`'s arguments: a `torch:` or `llama.cpp:` prefix, else
+    `backend`, else `HEARTH_BACKEND`, else llama.cpp. Raises BackendUnavailable for a name that is no
+    backend."""
+    for name in BACKENDS:
+        if isinstance(model, str) and model.startswith(f"{name}:"):
+            model, backend = model.removeprefix(f"{name}:") or None, name
+    chosen = (backend or os.environ.get(BACKEND_ENV) or "llama.cpp").strip().lower()
+    if chosen in ("llama", "llamacpp", "llama-cpp"):
+        chosen = "llama.cpp"
+    if chosen not in BACKENDS:
+        raise BackendUnavailable(f"unknown backend {chosen!r}; the backends are: {', '.join(BACKENDS)}")
+    return chosen, model
+
+
+def with_backend(model: str | None, backend: str | None) -> str | None:
+    """`model` as one string that also names `backend` (`torch:MODEL`), for callers that pass only a
+    model spec along (NanoLLM.from_pretrained, the app's picker). None keeps `model` as it is."""
+    if backend is None:
+        return model
+    chosen, _ = split_backend(None, backend)
+    return f"{chosen}:{model or ''}"
+
+
+def _load_torch(model, device, *, n_ctx, n_threads, parallel, models_dir):
+    """The shared torch engine for `model` on `device` (torch_engine imports torch: only now)."""
+    from native.torch_load import find_source, require_torch, torch_device
+
+    require_torch()
+    from native.torch_engine import TorchEngine
+
+    source = find_source(model, models_dir)
+    key = (source.path, f"torch:{torch_device(device)}", "all")
+    global _loads
+    with _registry_lock:
+        engine = _registry.get(key)
+        if engine is not None and not engine._failure:
+            return engine
+        engine = TorchEngine(source, device, n_ctx=n_ctx, n_threads=n_threads, parallel=parallel)
         _registry[key] = engine
         _loads += 1
         return engine

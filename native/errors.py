@@ -55,6 +55,16 @@ class DeviceUnavailable(HearthError, RuntimeError):
     """The requested device is not present on this machine or not compiled into this build."""
 
 
+class BackendUnavailable(HearthError, RuntimeError):
+    """The requested backend (`torch`) is not installed, or is not one Hearth knows; the message names
+    the install command."""
+
+
+class UnsupportedSampling(HearthError, ValueError):
+    """A sampling option the chosen backend cannot honour (the torch backend has no grammar sampler
+    and no per-request seed); the message names the backend that has it."""
+
+
 class ContextOverflow(HearthError, ValueError):
     """The prompt (plus the room reserved for the reply) does not fit the context window."""
 

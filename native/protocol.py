@@ -1,6 +1,7 @@
 """The engine protocol: what every engine offers the faces (llm/), so that none of them probes an engine
-for what it can do. The llama.cpp engine (native/engine.py) and the remote engine (native/remote.py)
-implement it; tests/test_protocol.py checks every engine class against it.
+for what it can do. The llama.cpp engine (native/engine.py), the torch engine (native/torch_engine.py)
+and the remote engine (native/remote.py) implement it; tests/test_protocol.py checks every engine class
+against it.
 """
 
 from __future__ import annotations

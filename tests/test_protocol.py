@@ -9,8 +9,13 @@ import pytest
 from test_functions import ScriptedEngine
 
 from native import Engine, EngineProtocol, RemoteEngine, load_engine
+from native.torch_load import torch_missing
 
 ENGINES = [Engine, RemoteEngine, ScriptedEngine]
+if not torch_missing():  # the optional backend (make install TORCH=1)
+    from native.torch_engine import TorchEngine
+
+    ENGINES.append(TorchEngine)
 MEMBERS = [m for m in dir(EngineProtocol) if not m.startswith("_")] + ["renders_chat"]
 
 

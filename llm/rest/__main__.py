@@ -1,6 +1,7 @@
 """`python -m llm.rest`: serve models over an OpenAI-compatible REST API.
 
     python -m llm.rest --model default [--model NAME=MODEL ...] [--lib-path DIR] [--device DEVICE]
+                       [--backend llama.cpp|torch]
                        [--host HOST] [--port PORT] [--api-key KEY] [--parallel N] [--ctx-size N]
 
 Every flag can also come from a `HEARTH_*` variable (HEARTH_MODEL, HEARTH_PORT, HEARTH_API_KEY, ...);
@@ -37,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
     for name, metavar in [
         ("lib_path", "DIR"),
         ("device", "DEVICE"),
+        ("backend", "NAME"),
         ("host", "HOST"),
         ("port", "PORT"),
         ("api_key", "KEY"),

@@ -42,6 +42,7 @@ def create_app(settings: ServerSettings | None = None, models: ServedModels | No
             n_ctx=settings.ctx_size,
             n_threads=settings.threads,
             parallel=settings.parallel,
+            backend=settings.backend,
         )
     app = FastAPI(title="Hearth", description=DESCRIPTION, version="1", lifespan=_save_sessions_at_shutdown)
     app.state.settings = settings

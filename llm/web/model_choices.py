@@ -9,6 +9,7 @@ from llm.settings import EngineConfig
 from native.catalog import CATALOG, DEFAULT_MODEL, format_size, obtainable
 from native.remote import is_remote
 from native.resolve import list_models
+from native.torch_load import torch_missing
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ def remote_models(config: EngineConfig | None = None) -> list[ModelChoice]:
 
 
 def model_choices(config: EngineConfig | None = None) -> list[ModelChoice]:
-    """Every model Hearth can run without downloading anything, the configured one first."""
+    """Every model Hearth can run without downloading anything, the configured one first; where the
+    torch backend is installed, each local model again as `torch:NAME`."""
     config = config or EngineConfig()
     choices = []
     for entry in list_models():
@@ -54,6 +56,11 @@ def model_choices(config: EngineConfig | None = None) -> list[ModelChoice]:
             choices.append(ModelChoice(entry.name, f"{entry.name}{note}"))
         else:
             choices.append(ModelChoice(entry.name, f"{entry.name} (models/, {format_size(entry.size)})"))
+    if not torch_missing():
+        # The same files on PyTorch (transformers dequantizes them): `load_engine` reads the prefix.
+        choices += [
+            ModelChoice(f"torch:{c.spec}", f"{c.spec} on torch (transformers)") for c in list(choices)
+        ]
     choices += remote_models(config)
     configured = configured_spec(config)
     if configured not in {c.spec for c in choices}:
