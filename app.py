@@ -5,10 +5,11 @@ import os
 
 import chainlit as cl
 from chainlit.config import config as chainlit_config
+from chainlit.server import app as chainlit_server
 from chainlit.types import ThreadDict
 
 from llm.logs import configure_logging
-from llm.web import model_switch, reply_view
+from llm.web import assets, model_switch, reply_view
 from llm.web.auth import configured_access, ensure_auth_secret
 from llm.web.chat_session import ChatSession
 from llm.web.resume import notice_ids, remember_panel, restore_conversation, show_saved_stats
@@ -16,6 +17,7 @@ from llm.web.store import open_data_layer
 
 configure_logging()
 log = logging.getLogger("hearth.app")
+assets.mount(chainlit_server)  # Hearth's CSS, logos and custom elements (no public/ folder)
 
 # History and login (see llm/web/auth.py): decided once, before Chainlit asks for either.
 access = configured_access(host=chainlit_config.run.host)
