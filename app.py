@@ -9,7 +9,7 @@ from chainlit.server import app as chainlit_server
 from chainlit.types import ThreadDict
 
 from llm.logs import configure_logging
-from llm.web import assets, model_switch, reply_view
+from llm.web import assets, landing, model_switch, reply_view
 from llm.web.auth import configured_access, ensure_auth_secret
 from llm.web.chat_session import ChatSession
 from llm.web.resume import notice_ids, remember_panel, restore_conversation, show_saved_stats
@@ -17,7 +17,7 @@ from llm.web.store import open_data_layer
 
 configure_logging()
 log = logging.getLogger("hearth.app")
-assets.mount(chainlit_server)  # Hearth's CSS, logos and custom elements (no public/ folder)
+assets.mount(chainlit_server)  # Hearth's CSS, JS, logos and custom elements (no public/ folder)
 
 # History and login (see llm/web/auth.py): decided once, before Chainlit asks for either.
 access = configured_access(host=chainlit_config.run.host)
@@ -47,6 +47,16 @@ elif access.mode == "local":
 async def shutdown() -> None:
     """Stopping (Ctrl-C, SIGTERM): every engine writes its chats' caches to disk before it closes."""
     await cl.make_async(model_switch.shutdown)()
+
+
+@cl.set_chat_profiles
+async def chat_profiles(user: cl.User | None) -> list[cl.ChatProfile]:
+    return await landing.profiles()  # the landing: Hearth, and which model runs on what
+
+
+@cl.set_starters
+async def starters(user: cl.User | None) -> list[cl.Starter]:
+    return await landing.starters()
 
 
 @cl.on_chat_start
