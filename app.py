@@ -9,7 +9,7 @@ from chainlit.server import app as chainlit_server
 from chainlit.types import ThreadDict
 
 from llm.logs import configure_logging
-from llm.web import assets, landing, model_switch, reply_view
+from llm.web import assets, landing, model_switch, reply_view, transfer
 from llm.web.auth import configured_access, ensure_auth_secret
 from llm.web.chat_session import ChatSession
 from llm.web.resume import notice_ids, remember_panel, restore_conversation, show_saved_stats
@@ -63,6 +63,7 @@ async def starters(user: cl.User | None) -> list[cl.Starter]:
 async def start() -> None:
     conversation = await model_switch.start_session()  # loads the model once per process
     cl.user_session.set("conversation", conversation)
+    await transfer.offer()
 
 
 @cl.on_chat_end
@@ -93,6 +94,9 @@ async def update_settings(values: dict) -> None:
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
     conversation: ChatSession | None = cl.user_session.get("conversation")
+    if message.command in (transfer.EXPORT, transfer.IMPORT):
+        await transfer.run(message.command, conversation)
+        return
     if conversation is None:
         await cl.ErrorMessage(content="No model is loaded: see the first message of this chat.").send()
         return

@@ -8,9 +8,12 @@ request's SamplingParams and usage line), and what was kept from the database fi
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shutil
 import sqlite3
+import uuid
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -182,4 +185,145 @@ def test_the_landing_in_the_light_theme_and_the_chat_on_a_phone(browser, server)
     page.click("#chat-settings-open-modal")
     expect(page.locator("#confirm")).to_be_visible()
     shot(page, "f09-phone-panel")
+    page.context.close()
+
+
+def import_file(page: Page, path: Path) -> None:
+    command(page, "Import")
+    chooser = page.locator("input[type=file]")
+    expect(chooser).to_have_count(1, timeout=30_000)
+    chooser.set_input_files(str(path))
+
+
+def steps_of(server: Server, thread_id: str) -> list[tuple]:
+    return query(
+        server, 'SELECT id, type, output FROM steps WHERE "threadId" = ? ORDER BY "createdAt"', thread_id
+    )
+
+
+def conversation_of(server: Server, thread_id: str) -> list[tuple]:
+    """The thread's messages as stored, without empty ones (a command's press), errors and notices."""
+    return query(
+        server,
+        "SELECT type, output FROM steps WHERE \"threadId\" = ? AND output != ''"
+        ' AND NOT COALESCE("isError", 0)'
+        " AND type IN ('user_message', 'assistant_message') AND metadata NOT LIKE '%hearth_notice%'"
+        ' ORDER BY "createdAt"',
+        thread_id,
+    )
+
+
+def test_export_then_import_into_a_new_chat_and_what_is_refused(browser, server, tmp_path):
+    page = open_chat(browser, server)
+    short_replies(page, system_prompt="You are a helpful pirate.")
+    chat(page, server, "My cat is called Whiskers.")
+    first_reply = last_reply(page)
+    expect(page).to_have_url(THREAD_URL, timeout=30_000)
+    thread_id = page.url.rsplit("/", 1)[1]
+
+    # Export: Markdown and JSON, downloaded as a user would.
+    command(page, "Export")
+    expect(page.get_by_text("This chat (2 messages)")).to_be_visible(timeout=30_000)
+    files = {}
+    for kind in ("md", "json"):
+        with page.expect_download() as download:
+            page.get_by_text(f"my-cat-is-called-whiskers.{kind}").last.click()
+        files[kind] = tmp_path / f"export.{kind}"
+        download.value.save_as(files[kind])
+    shot(page, "f10-exported")
+    exported = json.loads(files["json"].read_text())
+    assert [(m["role"], m["content"]) for m in exported["messages"]] == [
+        ("user", "My cat is called Whiskers."),
+        ("assistant", exported["messages"][1]["content"]),
+    ]
+    assert exported["messages"][1]["content"].split()[:3] == first_reply.split()[:3]
+    assert LINE.match(exported["messages"][1]["stats_line"])
+    assert exported["settings"]["system_prompt"] == "You are a helpful pirate."
+    assert exported["settings"]["temperature"] == 0 and exported["settings"]["max_new_tokens"] == 21
+    assert exported["model"] == "default" and exported["thread"]["id"] == thread_id
+    markdown = files["md"].read_text()
+    assert "## You\n\nMy cat is called Whiskers." in markdown and "> You are a helpful pirate." in markdown
+    page.context.close()
+    original = steps_of(server, thread_id)
+
+    # Another user's thread, as the database holds it.
+    foreign_id = str(uuid.uuid4())
+    query(
+        server,
+        'INSERT INTO users (id, identifier, metadata, "createdAt") VALUES (?, ?, ?, ?)',
+        str(uuid.uuid4()),
+        "mallory",
+        "{}",
+        "2026-01-01",
+    )
+    query(
+        server,
+        'INSERT INTO threads (id, name, "userIdentifier") VALUES (?, ?, ?)',
+        foreign_id,
+        "Hers",
+        "mallory",
+    )
+    refused = {
+        "bad.json": ("{not json", "bad.json was not imported: it is not JSON"),
+        "hers.json": (
+            json.dumps({**exported, "thread": {**exported["thread"], "id": foreign_id}}),
+            "hers.json was not imported: it is an export of another user's chat.",
+        ),
+        "huge.json": (
+            json.dumps(exported) + " " * (10 * 2**20),
+            "huge.json was not imported: it is 10.0 MB, and a Hearth chat export is at most 5 MB.",
+        ),
+    }
+    page = open_chat(browser, server)
+    for name, (content, message) in refused.items():
+        (tmp_path / name).write_text(content)
+        import_file(page, tmp_path / name)
+        expect(page.get_by_text(message)).to_be_visible(timeout=60_000)
+    shot(page, "f11-import-refused")
+
+    # The export itself: its messages and settings, in this new chat.
+    import_file(page, files["json"])
+    expect(page.get_by_text("Imported 2 messages")).to_be_visible(timeout=60_000)
+    # (the other user messages are the four presses of Import, empty)
+    users = page.locator('[data-step-type="user_message"]')
+    expect(users.filter(has_text="My cat is called Whiskers.")).to_have_count(1)
+    expect(users.filter(has_text=re.compile(r"\w"))).to_have_count(5)  # each Import's pill, and the message
+    reply = page.locator('[data-step-type="assistant_message"]').filter(has=page.locator(".hearth-stats"))
+    expect(reply).to_have_count(1)
+    expect(reply).to_contain_text(re.compile(r"\W+".join(re.findall(r"\w+", first_reply)[:3])))
+    expect(reply.locator(".hearth-stats-line")).to_have_text(exported["messages"][1]["stats_line"] + " ▾")
+    page.click("#chat-settings-open-modal")
+    expect(page.locator("#system_prompt")).to_have_value("You are a helpful pirate.")
+    page.keyboard.press("Escape")  # closes the panel (a reply is not being written)
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    shot(page, "f12-imported")
+    usage = chat(page, server, "What is my cat called?")
+    # The next reply continues the conversation: the engine's prompt holds the earlier turns, in order.
+    prompt = ast.literal_eval(server.prompts()[-1])
+    turns = [
+        "You are a helpful pirate.",
+        "My cat is called Whiskers.",
+        first_reply.strip()[:20],
+        "What is my cat called?",
+    ]
+    positions = [prompt.find(turn) for turn in turns]
+    assert -1 not in positions and positions == sorted(positions), prompt
+    assert usage[3] <= 21  # the imported Max New Tokens
+    ((imported_id,),) = wait_until(
+        lambda: query(server, 'SELECT "threadId" FROM steps WHERE output = ?', "What is my cat called?"),
+        what="the imported thread's next message in the database",
+    )
+    assert imported_id not in (thread_id, foreign_id)
+    kept = wait_until(lambda: conversation_of(server, imported_id), what="the imported thread's messages")
+    assert kept[:2] == [
+        ("user_message", "My cat is called Whiskers."),
+        ("assistant_message", exported["messages"][1]["content"]),
+    ]
+    assert query(server, 'SELECT "userIdentifier" FROM threads WHERE id = ?', imported_id) == [("local",)]
+    # Nothing else was touched.
+    assert steps_of(server, thread_id) == original
+    assert steps_of(server, foreign_id) == []
+    assert query(server, 'SELECT name, "userIdentifier" FROM threads WHERE id = ?', foreign_id) == [
+        ("Hers", "mallory")
+    ]
     page.context.close()
