@@ -86,8 +86,8 @@ async def resume(thread: ThreadDict) -> None:
 @cl.on_settings_update
 async def update_settings(values: dict) -> None:
     conversation: ChatSession | None = cl.user_session.get("conversation")
-    if conversation is not None:
-        await model_switch.apply_panel(conversation, values)  # a new chain; a new engine if picked
+    # A new chain (a new engine if picked); presets applied, saved, renamed or deleted.
+    await model_switch.update_panel(conversation, values)
     await remember_panel()
 
 

@@ -327,3 +327,63 @@ def test_export_then_import_into_a_new_chat_and_what_is_refused(browser, server,
         ("Hers", "mallory")
     ]
     page.context.close()
+
+
+def choose(page: Page, select_id: str, option: str) -> None:
+    page.click(f"#{select_id}")
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def toast(page: Page, text: str) -> None:
+    expect(page.get_by_text(text).last).to_be_visible(timeout=30_000)
+
+
+def test_a_preset_is_saved_applied_in_a_new_chat_renamed_and_deleted(browser, server):
+    page = open_chat(browser, server)
+    page.click("#chat-settings-open-modal")
+    set_slider(page, "temperature", "Home")
+    set_slider(page, "max_new_tokens", "Home")
+    set_slider(page, "max_new_tokens", "PageUp")
+    page.fill("#system_prompt", "Answer like a sailor.")
+    page.fill("#preset_save", "Sailor")
+    shot(page, "f13-preset-save")
+    page.click("#confirm")
+    toast(page, "Preset “Sailor” saved.")
+    (values,) = query(
+        server, 'SELECT "values" FROM presets WHERE "userIdentifier" = ? AND name = ?', "local", "Sailor"
+    )[0]
+    saved = json.loads(values)
+    assert saved["temperature"] == 0 and saved["system_prompt"] == "Answer like a sailor."
+    assert saved["model"] == "default" and "chat_template" in saved and "preset_save" not in saved
+    page.context.close()
+
+    # A new chat starts from the defaults; picking the preset and confirming applies all of it.
+    page = open_chat(browser, server)
+    page.click("#chat-settings-open-modal")
+    expect(page.locator("#system_prompt")).to_have_value("")
+    choose(page, "preset", "Sailor")
+    page.click("#confirm")
+    toast(page, "Preset “Sailor” applied.")
+    chat(page, server, "Hello!")
+    session, params = SAMPLING.findall(server.log())[-1]
+    assert "temperature=0.0," in params and f"max_new_tokens={saved['max_new_tokens']}," in params, params
+    assert "Answer like a sailor." in server.prompts()[-1]
+    page.click("#chat-settings-open-modal")
+    expect(page.locator("#system_prompt")).to_have_value("Answer like a sailor.")
+
+    # Renamed, then deleted: in the panel and in the database.
+    page.fill("#preset_rename", "Mariner")
+    page.click("#confirm")
+    toast(page, "Preset “Sailor” renamed to “Mariner”.")
+    assert query(server, 'SELECT name FROM presets WHERE "userIdentifier" = ?', "local") == [("Mariner",)]
+    page.click("#chat-settings-open-modal")
+    expect(page.locator("#preset")).to_contain_text("Mariner")
+    shot(page, "f14-preset-renamed")
+    page.click("#preset_delete")
+    page.click("#confirm")
+    toast(page, "Preset “Mariner” deleted.")
+    assert query(server, "SELECT name FROM presets") == []
+    page.click("#chat-settings-open-modal")
+    page.click("#preset")
+    expect(page.get_by_role("option")).to_have_count(1)  # (none) only
+    page.context.close()

@@ -24,6 +24,7 @@ from llm.web.chat_file import (
     to_markdown,
 )
 from llm.web.chat_session import ChatSession
+from llm.web.presets import panel_values
 from llm.web.reply_view import STATS_KEY, STATS_LINE_KEY, stats_element
 from llm.web.resume import remember_panel
 from llm.web.ui import NOTICE, choices_from_panel, settings_from_panel
@@ -81,7 +82,7 @@ async def export_chat(conversation: ChatSession | None) -> None:
     name = next((m.content for m in messages if m.type == "user_message"), "")[:60]
     export = build_export(
         [_exported(m) for m in messages],
-        dict(session.chat_settings or {}),
+        panel_values(session.chat_settings or {}),
         conversation.model if conversation else None,
         ExportedThread(
             id=session.thread_id, name=name, user=session.user.identifier if session.user else None
@@ -135,7 +136,7 @@ async def import_chat(conversation: ChatSession) -> None:
         check_size(upload.size)  # before reading it: the size is all it takes
         export = read_export(Path(upload.path).read_bytes())
         await _check_owner(export.thread.id)
-        values = {"model": export.model, **export.settings} if export.model else dict(export.settings)
+        values = panel_values({"model": export.model, **export.settings} if export.model else export.settings)
         _check_settings(values)
     except ImportRefused as exc:
         await cl.ErrorMessage(content=f"{upload.name} was not imported: {exc}.").send()
