@@ -5,10 +5,11 @@ import os
 
 import chainlit as cl
 from chainlit.config import config as chainlit_config
+from chainlit.server import app as chainlit_server
 from chainlit.types import ThreadDict
 
 from llm.logs import configure_logging
-from llm.web import model_switch, reply_view
+from llm.web import assets, landing, model_switch, reply_view, transfer
 from llm.web.auth import configured_access, ensure_auth_secret
 from llm.web.chat_session import ChatSession
 from llm.web.resume import notice_ids, remember_panel, restore_conversation, show_saved_stats
@@ -16,6 +17,7 @@ from llm.web.store import open_data_layer
 
 configure_logging()
 log = logging.getLogger("hearth.app")
+assets.mount(chainlit_server)  # Hearth's CSS, JS, logos and custom elements (no public/ folder)
 
 # History and login (see llm/web/auth.py): decided once, before Chainlit asks for either.
 access = configured_access(host=chainlit_config.run.host)
@@ -47,10 +49,21 @@ async def shutdown() -> None:
     await cl.make_async(model_switch.shutdown)()
 
 
+@cl.set_chat_profiles
+async def chat_profiles(user: cl.User | None) -> list[cl.ChatProfile]:
+    return await landing.profiles()  # the landing: Hearth, and which model runs on what
+
+
+@cl.set_starters
+async def starters(user: cl.User | None) -> list[cl.Starter]:
+    return await landing.starters()
+
+
 @cl.on_chat_start
 async def start() -> None:
     conversation = await model_switch.start_session()  # loads the model once per process
     cl.user_session.set("conversation", conversation)
+    await transfer.offer()
 
 
 @cl.on_chat_end
@@ -73,14 +86,17 @@ async def resume(thread: ThreadDict) -> None:
 @cl.on_settings_update
 async def update_settings(values: dict) -> None:
     conversation: ChatSession | None = cl.user_session.get("conversation")
-    if conversation is not None:
-        await model_switch.apply_panel(conversation, values)  # a new chain; a new engine if picked
+    # A new chain (a new engine if picked); presets applied, saved, renamed or deleted.
+    await model_switch.update_panel(conversation, values)
     await remember_panel()
 
 
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
     conversation: ChatSession | None = cl.user_session.get("conversation")
+    if message.command in (transfer.EXPORT, transfer.IMPORT):
+        await transfer.run(message.command, conversation)
+        return
     if conversation is None:
         await cl.ErrorMessage(content="No model is loaded: see the first message of this chat.").send()
         return

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 from playwright.sync_api import expect
-from support.browser import Server, last_reply, send, set_slider, shot, wait_idle
+from support.browser import Server, last_reply, open_stats, send, set_slider, shot, wait_idle
 from support.wait import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
@@ -60,9 +60,10 @@ def test_chat_streams_settings_apply_stop_works_and_model_loads_once(page, serve
     wait_idle(page)
     session, _prompt, cached, completion, _finish = usages[-1]
     assert completion == 1
-    # The stats under the reply say what happened.
-    expect(page.get_by_text("1 generated").last).to_be_visible(timeout=10_000)
-    expect(page.get_by_text("stopped at the Max New Tokens limit").last).to_be_visible()
+    # The stats under the reply say what happened (every figure, one click on its line).
+    details = open_stats(page, replies=2)
+    expect(details.get_by_text("1 generated")).to_be_visible(timeout=10_000)
+    expect(details.get_by_text("stopped at the Max New Tokens limit")).to_be_visible()
     assert len(page.locator('[data-step-type="assistant_message"]').all()) == 2
     shot(page, "03-one-token-reply")
 

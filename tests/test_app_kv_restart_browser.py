@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 from playwright.sync_api import expect
-from support.browser import shot
+from support.browser import open_stats, shot
 from test_app_persistence_browser import chat, new_page, open_chat, running, short_replies, thread_id_of
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
@@ -39,7 +39,9 @@ def test_a_reopened_thread_after_a_restart_reuses_its_cache_from_disk(browser, t
         session, prompt, cached, _completion, _finish = second.usages()[-1]
         assert session == thread_id
         assert cached >= 2000 and prompt - cached < 40  # only the new message was computed
-        line = page.get_by_text(re.compile(r"prompt tokens \((\d+) cached from disk\)")).last
+        line = open_stats(page, replies=2).get_by_text(
+            re.compile(r"prompt tokens \((\d+) cached from disk\)")
+        )
         expect(line).to_be_visible(timeout=30_000)
         shown = int(re.search(r"\((\d+) cached from disk\)", line.inner_text())[1])
         assert shown == cached

@@ -19,7 +19,7 @@ from llm.settings import EngineConfig, GenerationSettings
 from llm.web.chat_session import ChatSession
 from llm.web.engine_pool import EnginePool
 from llm.web.model_choices import model_choices, remote_models
-from llm.web.reply_stats import context_is_full, format_stats
+from llm.web.reply_stats import context_is_full, format_stats, quiet_line, stats_details
 from llm.web.ui import choices_from_panel, panel_widgets
 from native import load_engine, loaded_engines, model_loads
 from native.resolve import resolve_model
@@ -97,6 +97,31 @@ def test_stats_name_the_model_and_a_full_context_is_noticed():
     assert line.endswith("stopped by you")
     assert not context_is_full(metadata, 100)
     assert context_is_full({**metadata, "completion_tokens": 60}, 100)
+
+
+def test_the_quiet_line_says_speed_first_token_and_cache_and_the_details_say_everything():
+    metadata = {
+        "model_name": "default",
+        "finish_reason": "length",
+        "prompt_tokens": 192,
+        "cached_tokens": 178,
+        "cached_from": "disk",
+        "completion_tokens": 64,
+        "time_to_first_token": 0.161,
+        "decode_tokens_per_s": 41.7,
+    }
+    assert quiet_line(metadata) == "42 tok/s · 0.16 s to first token · 178 of 192 cached"
+    assert stats_details(metadata, 4096) == [
+        "default",
+        "192 prompt tokens (178 cached from disk)",
+        "64 generated",
+        "first token 0.16 s",
+        "41.7 tok/s",
+        "context 256/4096",
+        "stopped at the Max New Tokens limit",
+    ]
+    assert " · ".join(stats_details(metadata, 4096)) == format_stats(metadata, 4096)
+    assert quiet_line({}) == "" and stats_details({}, 4096) == []
 
 
 def test_a_stopped_reply_gets_its_completion_with_finish_cancelled(engine):

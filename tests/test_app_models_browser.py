@@ -13,7 +13,7 @@ import time
 
 import pytest
 from playwright.sync_api import Page, expect
-from support.browser import Server, last_reply, send, set_slider, shot, wait_idle
+from support.browser import Server, last_reply, open_stats, send, set_slider, shot, wait_idle
 from support.wait import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
@@ -173,8 +173,9 @@ def test_a_stopped_reply_shows_its_stats_and_the_chat_goes_on(page, server):
     page.click("#stop-button")
     found = wait_for_usages(server, done + 1)
     assert found[-1][5] == "cancelled"
-    expect(page.get_by_text("stopped by you").last).to_be_visible(timeout=15_000)
-    expect(page.get_by_text(f"{found[-1][4]} generated").last).to_be_visible()
+    details = open_stats(page, replies=1, timeout=15_000)
+    expect(details.get_by_text("stopped by you")).to_be_visible()
+    expect(details.get_by_text(f"{found[-1][4]} generated")).to_be_visible()
     shot(page, "m03-stopped-reply")
     wait_idle(page)
     send(page, "Hello again.")

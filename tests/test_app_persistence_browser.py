@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from support.browser import Server, send, set_slider, shot, wait_idle
+from support.browser import Server, open_stats, send, set_slider, shot, wait_idle
 
 from llm.web.auth import hash_password, write_users
 
@@ -159,10 +159,14 @@ def test_a_thread_survives_kill_9_and_its_next_reply_continues_it(browser, tmp_p
         expect(messages.first).to_contain_text("My cat is called Whiskers.", timeout=60_000)
         expect(page.locator('[data-step-type="assistant_message"]').first).to_contain_text(words(first_reply))
         page.wait_for_selector("#chat-settings-open-modal", timeout=60_000)  # on_chat_resume has run
-        # The reply's stats line comes back under it (kept in the step's metadata, not a file store).
-        expect(page.get_by_text(re.compile(r"prompt tokens \(\d+ cached\)")).first).to_be_visible(
-            timeout=30_000
+        # The reply's stats line comes back under it (kept in the step's metadata, not a file store),
+        # its quiet line and every figure.
+        expect(page.locator(".hearth-stats-line").first).to_have_text(
+            re.compile(r"^\d+ tok/s · \d+\.\d\d s to first token · \d+ of \d+ cached"), timeout=30_000
         )
+        expect(
+            open_stats(page, replies=1).get_by_text(re.compile(r"prompt tokens \(\d+ cached\)"))
+        ).to_be_visible()
         shot(page, "p02-resumed-thread")
 
         # 3. The next reply continues the conversation: the engine's prompt holds the earlier turns.

@@ -1,4 +1,5 @@
-"""The history database: Chainlit's SQLAlchemy data layer through Hearth's adapter, on a real SQLite file.
+"""The history database: Chainlit's SQLAlchemy data layer through Hearth's adapter, on a real SQLite file
+(and PostgreSQL where its server programs are installed), and Hearth's presets kept beside it.
 
 Every test calls the data layer's own methods (the ones Chainlit's server calls) and reads the file back,
 either through the layer or with the standard sqlite3 module, so a value that only looks right inside
@@ -25,10 +26,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from support.rest import free_port
 
 from llm.web.data_layer import HearthDataLayer
+from llm.web.preset_store import PresetError, PresetStore
 from llm.web.store import StoreConfig, async_database_url, data_dir, database_url, open_data_layer
 from llm.web.tables import metadata, schema_ddl
 
-TABLES = {"users", "threads", "steps", "elements", "feedbacks"}
+TABLES = {"users", "threads", "steps", "elements", "feedbacks", "presets"}
 
 
 @pytest.fixture
@@ -352,3 +354,37 @@ async def test_feedback_upsert_changes_the_one_row_and_delete_removes_it(layer, 
 
     assert await layer.delete_feedback(feedback_id)
     assert rows(db, "SELECT id FROM feedbacks") == []
+
+
+# --- presets ------------------------------------------------------------------------------------------
+
+
+async def test_presets_are_saved_listed_renamed_and_deleted_per_user(any_layer):
+    await new_user(any_layer, "alice")
+    await new_user(any_layer, "bob")
+    alice, bob = PresetStore(any_layer, "alice"), PresetStore(any_layer, "bob")
+    brief = {"temperature": 0.0, "system_prompt": "Be brief.", "model": "default", "chat_template": "auto"}
+    assert await alice.save("  Brief  ", brief) == "Brief"
+    await alice.save("Wild", {**brief, "temperature": 1.5})
+    await bob.save("Brief", {**brief, "system_prompt": "Bob's."})
+    assert [(p.name, p.values) for p in await alice.list()] == [
+        ("Brief", brief),
+        ("Wild", {**brief, "temperature": 1.5}),
+    ]
+    # Saving under a name again replaces that preset; bob's of the same name is his own.
+    await alice.save("Brief", {**brief, "temperature": 0.2})
+    assert (await alice.list())[0].values["temperature"] == 0.2
+    assert [p.values["system_prompt"] for p in await bob.list()] == ["Bob's."]
+
+    assert await alice.rename("Brief", "Terse") == "Terse"
+    assert [p.name for p in await alice.list()] == ["Terse", "Wild"]
+    with pytest.raises(PresetError, match="already a preset called 'Wild'"):
+        await alice.rename("Terse", "Wild")
+    with pytest.raises(PresetError, match="no preset called 'Brief'"):
+        await alice.rename("Brief", "Other")
+    with pytest.raises(PresetError, match="needs a name"):
+        await alice.save("   ", brief)
+
+    await alice.delete("Terse")
+    assert [p.name for p in await alice.list()] == ["Wild"]
+    assert [p.name for p in await bob.list()] == ["Brief"]  # untouched by alice's rename and delete

@@ -11,6 +11,7 @@ from typing import Any
 
 import chainlit as cl
 
+from llm.web import presets
 from llm.web.chat_session import ChatSession
 from llm.web.engine_pool import EnginePool
 from llm.web.model_choices import configured_spec, label_of, model_choices
@@ -68,7 +69,17 @@ async def send_panel(conversation: ChatSession) -> None:
         conversation.chat_template,
         conversation.show_prompt,
     )
-    await cl.ChatSettings(widgets).send()
+    await cl.ChatSettings(widgets + await presets.preset_widgets()).send()
+
+
+async def update_panel(conversation: ChatSession | None, values: dict) -> None:
+    """The panel was confirmed: a preset picked, saved, renamed or deleted, then its values in use."""
+    panel, changed = await presets.take(values)
+    if conversation is not None:
+        await apply_panel(conversation, panel)
+    await presets.keep(values, panel)
+    if conversation is not None and (changed or values.get(presets.SAVE)):
+        await send_panel(conversation)  # the preset list, and the values now in use
 
 
 async def apply_panel(conversation: ChatSession, values: dict) -> None:

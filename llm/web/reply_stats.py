@@ -1,4 +1,5 @@
-"""The one-line summary shown under each reply: tokens, cache reuse, speed, context, why it ended."""
+"""What is shown under each reply: a quiet line (speed, first token, cache reuse), and every figure
+(model, tokens, cache reuse and where it came from, speed, context, why it ended) one click away."""
 
 from __future__ import annotations
 
@@ -18,8 +19,25 @@ def format_stats(metadata: dict[str, Any], context_size: int) -> str:
     """E.g. 'SmolLM2-135M-Instruct.Q4_1 · 35 prompt tokens (30 cached) · 64 generated · first token
     0.12 s · 118.2 tok/s · context 99/4096 · stopped at the Max New Tokens limit'. Empty when nothing
     was generated."""
+    return " · ".join(stats_details(metadata, context_size))
+
+
+def quiet_line(metadata: dict[str, Any]) -> str:
+    """E.g. '118 tok/s · 0.12 s to first token · 30 of 35 cached': what a glance wants. Empty when
+    nothing was generated."""
     if "completion_tokens" not in metadata:
         return ""
+    return (
+        f"{metadata['decode_tokens_per_s']:.0f} tok/s · {metadata['time_to_first_token']:.2f} s to first "
+        f"token · {metadata['cached_tokens']} of {metadata['prompt_tokens']} cached"
+    )
+
+
+def stats_details(metadata: dict[str, Any], context_size: int) -> list[str]:
+    """Every figure of a reply, one phrase each (the parts of `format_stats`); empty when nothing was
+    generated."""
+    if "completion_tokens" not in metadata:
+        return []
     prompt, cached = metadata["prompt_tokens"], metadata["cached_tokens"]
     generated = metadata["completion_tokens"]
     parts = [
@@ -32,7 +50,7 @@ def format_stats(metadata: dict[str, Any], context_size: int) -> str:
     ]
     if ending := _ENDINGS.get(metadata.get("finish_reason", "")):
         parts.append(ending)
-    return " · ".join(parts)
+    return parts
 
 
 def context_is_full(metadata: dict[str, Any], context_size: int, margin: float = 0.9) -> bool:

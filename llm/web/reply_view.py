@@ -11,7 +11,7 @@ import chainlit as cl
 
 from llm.chain import StreamedReply
 from llm.web.chat_session import ChatSession
-from llm.web.reply_stats import context_is_full, format_stats
+from llm.web.reply_stats import context_is_full, format_stats, quiet_line
 from llm.web.ui import NOTICE, history_before
 from native.errors import ContextOverflow, EngineBusy, EngineFailed
 
@@ -21,6 +21,11 @@ REGENERATE = "regenerate"
 START_OVER = "start_over"
 TRIM = "trim"
 STATS_KEY = "hearth_stats"
+"""A reply's metadata key for every figure of its stats, " · "-separated (kept since the first version)."""
+STATS_LINE_KEY = "hearth_stats_line"
+"""... and for its quiet line."""
+STATS_ELEMENT = "HearthStats"
+"""The custom element that shows them: llm/web/assets/elements/HearthStats.jsx."""
 WAIT_NOTICE_AFTER = 0.5  # seconds without a first token before saying why
 
 
@@ -82,15 +87,24 @@ async def _finish(conversation: ChatSession, reply: StreamedReply, message: cl.M
     if not message.content and not stats:
         return
     if stats:
-        message.elements = [cl.Text(name="stats", content=stats, display="inline")]
-        # Chainlit keeps elements only in a cloud file store: the text rides in the step's metadata
-        # too, so a reopened thread shows it again (llm/web/resume.py).
-        message.metadata = {**(message.metadata or {}), STATS_KEY: stats}
+        line = quiet_line(reply.metadata)
+        message.elements = [stats_element(line, stats)]
+        # Chainlit keeps elements only in a cloud file store: the stats ride in the step's metadata
+        # too, so a reopened thread shows them again (llm/web/resume.py).
+        message.metadata = {**(message.metadata or {}), STATS_KEY: stats, STATS_LINE_KEY: line}
     await _move_regenerate(message)
     await message.send()
     dropped = reply.submitted.dropped if reply.submitted else 0
     if context_is_full(reply.metadata, conversation.engine.n_ctx) or dropped:
         await _offer_room(dropped)
+
+
+def stats_element(line: str, stats: str) -> cl.CustomElement:
+    """The stats under a reply: `line` shown, every figure of `stats` (" · "-separated) one click away."""
+    details = stats.split(" · ")
+    return cl.CustomElement(
+        name=STATS_ELEMENT, props={"line": line or "stats", "details": details}, display="inline"
+    )
 
 
 async def _move_regenerate(message: cl.Message) -> None:

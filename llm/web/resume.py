@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import quote
 
 import chainlit as cl
 from chainlit.data import get_data_layer
@@ -13,7 +12,7 @@ from chainlit.types import ThreadDict
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from llm.web.chat_session import ChatSession
-from llm.web.reply_view import STATS_KEY
+from llm.web.reply_view import STATS_KEY, STATS_LINE_KEY, stats_element
 from llm.web.ui import settings_from_panel
 
 log = logging.getLogger("hearth.resume")
@@ -43,6 +42,13 @@ def saved_stats(thread: ThreadDict) -> dict[str, str]:
     }
 
 
+def saved_stats_lines(thread: ThreadDict) -> dict[str, str]:
+    """Each reply's quiet stats line, by step id (replies saved before there was one have none)."""
+    return {
+        step["id"]: line for step in thread.get("steps", []) if (line := _metadata(step).get(STATS_LINE_KEY))
+    }
+
+
 async def show_saved_stats(thread: ThreadDict) -> None:
     """Put each reopened reply's stats back under it, as they were shown when it was generated.
 
@@ -50,10 +56,10 @@ async def show_saved_stats(thread: ThreadDict) -> None:
     the browser then replaces the chat's elements with the thread's, so the stats join the thread
     (an element sent on its own would be wiped)."""
     elements = thread.setdefault("elements", [])  # type: ignore[typeddict-item]
+    lines = saved_stats_lines(thread)
     for step_id, stats in saved_stats(thread).items():
-        # The text travels in the element itself: the browser fetches a resumed thread's elements by URL.
-        url = "data:text/plain;charset=utf-8," + quote(stats)
-        element = cl.Text(name="stats", url=url, display="inline", mime="text/plain")
+        # The figures travel in the element's props: the browser needs no file for them.
+        element = stats_element(lines.get(step_id, ""), stats)
         element.for_id = step_id
         elements.append(element.to_dict())
 

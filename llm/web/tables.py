@@ -1,6 +1,7 @@
-"""The tables Chainlit's SQLAlchemy data layer reads and writes, created by Hearth on first use.
+"""The tables Chainlit's SQLAlchemy data layer reads and writes, and Hearth's presets, created by Hearth
+on first use.
 
-They follow the schema Chainlit publishes for that data layer (https://docs.chainlit.io/data-layers/sqlalchemy,
+Chainlit's tables follow the schema it publishes for that data layer (https://docs.chainlit.io/data-layers/sqlalchemy,
 for Chainlit 2.12: `steps` has `command`, `defaultOpen` and `modes`), written once as SQLAlchemy Core
 tables so that each database gets its own types: on PostgreSQL `UUID`, `JSONB` and `TEXT[]` exactly as
 published; on SQLite, which has none of them, text holding the id or the JSON (see `llm.web.data_layer` for
@@ -18,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
 )
 from sqlalchemy.dialects import postgresql
@@ -111,6 +113,18 @@ feedbacks = Table(
     Column("threadId", ID, ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
     Column("value", Integer, nullable=False),
     Column("comment", Text),
+)
+
+# Hearth's own table (not Chainlit's): each user's presets of the settings panel, by name.
+presets = Table(
+    "presets",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("userIdentifier", Text, ForeignKey("users.identifier", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("values", JSON_VALUE, nullable=False),
+    Column("createdAt", Text),
+    UniqueConstraint("userIdentifier", "name"),
 )
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import requests
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from support.rest import free_port
 
@@ -125,6 +125,21 @@ def last_reply(page: Page) -> str:
 
 def wait_idle(page: Page, timeout: float = 60_000) -> None:
     expect(page.locator("#stop-button")).to_have_count(0, timeout=timeout)
+
+
+def open_stats(page: Page, replies: int, timeout: float = 30_000) -> Locator:
+    """Open the stats of the last of the chat's `replies` replies (one click on its quiet line) and
+    return the list of every figure. A reply's stats come a moment after the reply itself (the
+    browser fetches the element's code), so the count says which one is the last."""
+    every = page.locator(".hearth-stats")
+    expect(every).to_have_count(replies, timeout=timeout)
+    stats = every.nth(replies - 1)
+    line = stats.locator(".hearth-stats-line")
+    if line.get_attribute("aria-expanded") != "true":
+        line.click()
+    details = stats.locator(".hearth-stats-details")
+    expect(details).to_be_visible()
+    return details
 
 
 def set_slider(page: Page, field: str, key: str) -> None:
