@@ -67,6 +67,7 @@ async def send_panel(conversation: ChatSession) -> None:
         conversation.auto_template(),
         conversation.chat_template,
         conversation.show_prompt,
+        conversation.engine.n_ctx,
     )
     await cl.ChatSettings(widgets).send()
 
