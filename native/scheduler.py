@@ -358,6 +358,7 @@ class Scheduler:
             self._finish(active, "stop", pending=[])
             return
         active.n_gen += 1
+        active.request.stream.tokens.append(token)
         active.request.stream.push(active.text.feed(self.model.token_bytes(token)))
         if active.text.stopped:
             self._finish(active, "stop")
