@@ -101,6 +101,8 @@ class NanoLLM:
         presence_penalty, frequency_penalty) pass as keywords and are validated there. `functions`
         may be called by the model mid-reply (see `bot_function`). Returns the streaming reply, or
         its text when `streaming` is False."""
+        if "min_new_tokens" in kwargs:  # NanoLLM's own, so no typo of max_new_tokens: say so
+            raise TypeError("NanoLLM.generate: min_new_tokens is not supported (nothing holds back the end)")
         known = keywords.field_names(GenerationSettings) | _GENERATE_KEYWORDS
         keywords.check("NanoLLM.generate", kwargs, known)
         settings = GenerationSettings.model_validate(
