@@ -155,6 +155,7 @@ def test_langchain_class_takes_config_nested_or_flat(model_dir, ct):
     flat = CTransformers(model=path, model_type="llama", max_new_tokens=6, stream=True, threads=1, **GREEDY)
     assert flat.client.config.max_new_tokens == 6 and flat.client.config.threads == 1
     expected = ct(PROMPT, max_new_tokens=6, **GREEDY)
+    assert nested.client.engine is flat.client.engine is ct.engine  # one copy of the weights
     assert nested.invoke(PROMPT) == flat.invoke(PROMPT) == expected
     assert "".join(flat.stream(PROMPT)) == expected
     assert flat.invoke(PROMPT, max_new_tokens=2) == ct(PROMPT, max_new_tokens=2, **GREEDY)
