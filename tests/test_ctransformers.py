@@ -103,6 +103,10 @@ def test_config_keywords_keep_ctransformers_defaults_and_refuse_typos(model_dir,
         AutoModelForCausalLM.from_pretrained(str(model_dir / "smollm2.gguf"), temprature=0.1)
     with pytest.raises(TypeError):
         ct(PROMPT, temprature=0.1)  # __call__'s own signature, as ctransformers'
+    # Chainlit's sliders send whole numbers as floats (top_k=50.0): they mean the number; 2.5 does not.
+    assert ct(PROMPT, max_new_tokens=4.0, top_k=1.0) == ct(PROMPT, max_new_tokens=4, top_k=1)
+    with pytest.raises(TypeError, match="top_k must be a whole number, got 2.5"):
+        ct(PROMPT, top_k=2.5)
     with pytest.raises(NotImplementedError, match="hf=True"):
         AutoModelForCausalLM.from_pretrained(str(model_dir / "smollm2.gguf"), hf=True)
 

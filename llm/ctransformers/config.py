@@ -56,8 +56,24 @@ class AutoConfig:
     model_type: str | None = None
 
 
+INT_FIELDS = frozenset({"top_k", "last_n_tokens", "seed", "batch_size", "threads", "max_new_tokens"})
+INT_FIELDS |= {"context_length", "gpu_layers"}
+
+
 def config_with(owner: str, base: Config | None, values: Mapping[str, Any]) -> Config:
     """A copy of `base` (or the defaults) with `values` set; an unknown key is refused, naming the field
     meant (ctransformers raises TypeError for one too, without the suggestion)."""
     keywords.check(owner, values, FIELDS)
-    return dataclasses.replace(base or Config(), **values)
+    return dataclasses.replace(base or Config(), **{k: typed(k, v) for k, v in values.items()})
+
+
+def typed(name: str, value: Any) -> Any:
+    """Counts are whole numbers. A whole float is one (Chainlit's sliders send 50.0 for 50); 2.5 tokens
+    is refused here rather than failing deep in llama.cpp's C calls."""
+    if name not in INT_FIELDS or value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be a whole number, got {value!r}")
+    return value

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llm.ctransformers import libs
-from llm.ctransformers.config import AutoConfig, Config, config_with
+from llm.ctransformers.config import AutoConfig, Config, config_with, typed
 from llm.ctransformers.model_types import check_model_type
 from llm.nano.model import require_local
 from native import Engine, SamplingParams, Stream, load_engine
@@ -229,7 +229,7 @@ class Started:
 
 def _with(config: Config, **given: Any) -> Config:
     """`config` with the given values that are not None (ctransformers' `get(value, config.value)`)."""
-    return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
+    return dataclasses.replace(config, **{k: typed(k, v) for k, v in given.items() if v is not None})
 
 
 class AutoModelForCausalLM:
