@@ -70,7 +70,8 @@ BUILD_KEY := $(shell { printf '%s|%s|%s' '$(LLAMA_CPP_VERSION)' '$(CMAKE_ARGS)' 
 WHEELS    := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hearth/wheels/$(BUILD_KEY)
 STAMP     := $(VENV)/.hearth-$(BUILD_KEY)
 
-.PHONY: run test lint bench install wheel clean constraints llama-server kernel-test cmake-args gpu-bundle
+.PHONY: run test lint bench install wheel clean constraints llama-server kernel-test cmake-args gpu-bundle \
+  ggml-converter
 
 run: install
 	$(VENV)/bin/chainlit run app.py -w --host $(HOST) --port $(PORT)
@@ -131,6 +132,7 @@ wheel: $(VENV)/bin/python
 	  $(PIP) download -q --no-cache-dir --no-deps --no-binary llama-cpp-python -d "$$src" \
 	    llama-cpp-python==$(LLAMA_CPP_VERSION) && \
 	  tar -xzf "$$src/$(SDIST).tar.gz" -C "$$src" && \
+	  mkdir -p $(dir $(CONVERTER_CACHE)) && cp "$$src/$(CONVERTER_SRC)" $(CONVERTER_CACHE) && \
 	  for p in $(PATCHES); do git -C "$$src/$(SDIST)" apply -p1 "$(CURDIR)/$$p" || exit 1; done && \
 	  mkdir -p $(WHEELS) && \
 	  CMAKE_ARGS='$(CMAKE_ARGS)' $(PIP) wheel --no-cache-dir --no-deps -w $(WHEELS) "$$src/$(SDIST)" || exit 1; \
@@ -143,7 +145,25 @@ $(STAMP): requirements.txt requirements-dev.txt .ci/constraints.txt $(VENV)/bin/
 	$(PIP) install -r $(VENV)/requirements-deps.txt -r requirements-dev.txt -c .ci/constraints.txt
 	grep 'install: no-deps' requirements.txt | cut -d'#' -f1 | xargs $(PIP) install --no-deps
 	$(PY) -m native.fetch default
+	$(MAKE) ggml-converter
 	rm -f $(VENV)/.hearth-* && touch $@
+
+# llama.cpp's converter of legacy GGML model files, which native/ggml_legacy.py runs on a model's first
+# load: it ships in the llama-cpp-python sdist only, not in the wheel. Extracted once per version into
+# the cache (the wheel step puts it there when it builds), then copied into the venv.
+CONVERTER       := $(VENV)/share/hearth/convert_llama_ggml_to_gguf.py
+CONVERTER_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hearth/converters/$(LLAMA_CPP_VERSION)/convert_llama_ggml_to_gguf.py
+CONVERTER_SRC   := $(SDIST)/vendor/llama.cpp/convert_llama_ggml_to_gguf.py
+
+ggml-converter: $(VENV)/bin/python
+	@if [ ! -f $(CONVERTER_CACHE) ]; then \
+	  src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && \
+	  $(PIP) download -q --no-cache-dir --no-deps --no-binary llama-cpp-python -d "$$src" \
+	    llama-cpp-python==$(LLAMA_CPP_VERSION) && \
+	  tar -xzf "$$src/$(SDIST).tar.gz" -C "$$src" $(CONVERTER_SRC) && \
+	  mkdir -p $(dir $(CONVERTER_CACHE)) && cp "$$src/$(CONVERTER_SRC)" $(CONVERTER_CACHE) || exit 1; \
+	fi
+	mkdir -p $(dir $(CONVERTER)) && cp $(CONVERTER_CACHE) $(CONVERTER)
 
 # llama.cpp's own server, the peer bench/cache.py measures Hearth against (`--peer`): stock llama.cpp from
 # the same sdist's vendor/llama.cpp (no Hearth patches: it is the server its users run), built with the

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 import prompts
+from llm import keywords
 from llm.settings import EngineConfig, GenerationFields, GenerationSettings
 from native import Completion, Engine, RemoteEngine, Stream, load_engine
 from native.errors import EngineBusy
@@ -30,10 +31,15 @@ def model_template(info: ModelInfo, override: str | None = None) -> prompts.Chat
 
 
 def configured_engine(
-    model: str | None = None, device: str | None = None, n_ctx: int | None = None, backend: str | None = None
+    model: str | None = None,
+    device: str | None = None,
+    n_ctx: int | None = None,
+    backend: str | None = None,
+    api_key: str | None = None,
 ) -> Engine | RemoteEngine:
     """The shared engine for `model` (else `HEARTH_MODEL`, else the default), with the `HEARTH_*`
-    configuration filling in whatever the caller leaves out. Loads only on first use."""
+    configuration filling in whatever the caller leaves out. Loads only on first use. `api_key`: a
+    remote server's (else `HEARTH_API_KEY`)."""
     config = EngineConfig()
     return load_engine(
         model or config.model,
@@ -42,6 +48,7 @@ def configured_engine(
         n_threads=config.threads,
         parallel=config.parallel,
         backend=backend or config.backend,
+        api_key=api_key,
     )
 
 
@@ -60,8 +67,25 @@ class HearthFields(GenerationFields):
     )
     timeout: float | None = Field(None, gt=0, description="Seconds a generation may take before it is cut.")
     max_retries: int = Field(2, ge=0, description="Retries when the engine's queue is full.")
+    api_key: SecretStr | None = Field(
+        None,
+        description="The key of the server when `model` is a URL (else HEARTH_API_KEY); a local model "
+        "has no use for one (LangChain's standard parameter, so it is accepted).",
+    )
 
     _engine: Engine | RemoteEngine | None = PrivateAttr(None)
+
+    # Per-call keywords the class itself consumes besides the generation settings (ChatHearth: tools).
+    CALL_KEYWORDS: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keywords(cls, data: Any) -> Any:
+        """pydantic (and LangChain's classes) ignore unknown keywords: a typo would silently run with
+        the default. Refuse it, naming the closest field; LangChain's own fields are fields too."""
+        if isinstance(data, dict):
+            keywords.check(cls.__name__, data, keywords.field_names(cls))
+        return data
 
     def get_engine(self) -> Engine | RemoteEngine:
         """The engine this instance runs on: shared with every other instance of the same model."""
@@ -69,7 +93,8 @@ class HearthFields(GenerationFields):
             if self.engine is not None:
                 self._engine = self.engine
             else:
-                self._engine = configured_engine(self.model, self.device, self.n_ctx)
+                key = self.api_key.get_secret_value() if self.api_key else None
+                self._engine = configured_engine(self.model, self.device, self.n_ctx, key)
         return self._engine
 
     @property
@@ -78,8 +103,11 @@ class HearthFields(GenerationFields):
 
     def _settings(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationSettings:
         """This instance's settings, with per-call overrides (`stop=`, `temperature=` ...) validated."""
+        per_call = keywords.field_names(GenerationFields)
+        keywords.check(f"{type(self).__name__} call", kwargs, per_call | self.CALL_KEYWORDS)
         values = self.model_dump(include=set(GenerationFields.model_fields))
-        values.update({k: v for k, v in kwargs.items() if k in GenerationFields.model_fields})
+        given = keywords.canonical(GenerationFields, {k: v for k, v in kwargs.items() if k in per_call})
+        values.update(given)
         if stop:
             values["stop"] = [*values["stop"], *stop]
         return GenerationSettings.model_validate(values)

@@ -8,7 +8,7 @@ import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import LanguageModelInput
@@ -103,6 +103,9 @@ class ChatHearth(BaseChatModel, HearthFields):
     )
 
     _template: prompts.ChatTemplate | None = PrivateAttr(None)
+
+    # What `bind_tools` binds: passed to every call, consumed by `_start`.
+    CALL_KEYWORDS: ClassVar[frozenset[str]] = frozenset({"tools", "tool_choice"})
 
     @property
     def _llm_type(self) -> str:

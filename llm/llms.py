@@ -68,7 +68,7 @@ class HearthLLM(BaseLLM, HearthFields):
         **kwargs: Any,
     ) -> LLMResult:
         return LLMResult(
-            generations=[[_aggregate(self._stream(p, stop, run_manager, **kwargs))] for p in prompts]
+            generations=[[aggregate(self._stream(p, stop, run_manager, **kwargs))] for p in prompts]
         )
 
     async def _agenerate(
@@ -81,11 +81,12 @@ class HearthLLM(BaseLLM, HearthFields):
         generations = []
         for p in prompts:
             chunks = [c async for c in self._astream(p, stop, run_manager, **kwargs)]
-            generations.append([_aggregate(chunks)])
+            generations.append([aggregate(chunks)])
         return LLMResult(generations=generations)
 
 
-def _aggregate(chunks) -> Generation:
+def aggregate(chunks) -> Generation:
+    """The chunks of one reply added up into its Generation."""
     total: GenerationChunk | None = None
     for chunk in chunks:
         total = chunk if total is None else total + chunk

@@ -57,7 +57,8 @@ class GenerationFields(BaseModel):
     max_new_tokens: int = Field(
         128,
         ge=1,
-        le=1024,
+        # No upper bound here: the model's context is the limit (`reply_limit`), known only once it
+        # is loaded. A request that cannot fit is refused there (ContextOverflow), not at 1024.
         json_schema_extra=_ui("Max New Tokens", "slider", 1),
         validation_alias=AliasChoices("max_new_tokens", "max_tokens"),
         description="The reply ends (finish reason `length`) after this many tokens.",
@@ -96,6 +97,16 @@ class GenerationFields(BaseModel):
     frequency_penalty: float = Field(
         0.0, ge=-2.0, le=2.0, description="Penalise tokens by how often they already appeared (OpenAI's)."
     )
+
+
+# The slider's end when a remote server does not say how long its context is.
+UNKNOWN_CONTEXT = 4096
+
+
+def reply_limit(n_ctx: int | None) -> int:
+    """The most new tokens a reply can have in a context of `n_ctx` tokens: all but one, since a prompt
+    holds at least one token. The settings panel's max-new-tokens slider ends here."""
+    return max(1, (n_ctx or UNKNOWN_CONTEXT) - 1)
 
 
 class GenerationSettings(GenerationFields):

@@ -149,6 +149,23 @@ class Engine:
     def detokenize(self, tokens: list[int]) -> str:
         return self._model.detokenize(tokens)
 
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes of one token's text (a piece of a UTF-8 character, for some)."""
+        return self._model.token_bytes(token)
+
+    @property
+    def eos_token_id(self) -> int:
+        """The model's end-of-sequence token."""
+        return self._model.eos
+
+    @property
+    def vocab_size(self) -> int:
+        return self._model.n_vocab
+
+    def is_end_token(self, token: int) -> bool:
+        """Whether `token` ends a generation (end of sequence, of turn, ...)."""
+        return self._model.is_eog(token)
+
     def submit(
         self,
         prompt: str | list[int],

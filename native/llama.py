@@ -129,6 +129,7 @@ class Model:
         self._handle = handle
         self.vocab = C.llama_model_get_vocab(handle)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
+        self.eos = C.llama_vocab_eos(self.vocab)
         self.n_ctx_train = C.llama_model_n_ctx_train(handle)
         self._children: list[Context] = []
         self._pieces: dict[tuple[int, bool], bytes] = {}

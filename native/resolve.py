@@ -13,6 +13,9 @@ How a spec is read, in order:
    (following symlinks) and must stay inside `models_dir.resolve()`, else UnsafeModelName.
 
 Untrusted input (a REST request's `model` field) must go through `resolve_name`, which skips step 2.
+
+A legacy GGML file found either way is converted to GGUF on its first use (native/ggml_legacy.py) and
+its conversion returned.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Literal
 
 from native.catalog import CATALOG, DEFAULT_MODEL, existing_path, format_size, get_models_dir, materialize
 from native.errors import AmbiguousModel, HearthError, ModelNotFound, UnsafeModelName
+from native.ggml_legacy import ensure_gguf
 
 # Shards of one split model: llama.cpp loads the first and finds the rest itself.
 _SHARD = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
@@ -58,11 +62,11 @@ def resolve_model(
     if is_path:
         path = Path(spec).expanduser()
         if path.exists():
-            return _from_path(path)
+            return ensure_gguf(_from_path(path), models_dir)
         if path.is_absolute() or isinstance(spec, os.PathLike):
             raise ModelNotFound(f"{path} does not exist; {_available(models_dir)}")
     try:
-        return resolve_name(str(spec), models_dir=models_dir)
+        return ensure_gguf(resolve_name(str(spec), models_dir=models_dir), models_dir)
     except ModelNotFound as e:
         if is_path:  # say that the working directory was tried too
             raise ModelNotFound(f"{spec} is not a file in {Path.cwd()}; {e}") from None

@@ -40,7 +40,9 @@ class Active:
         self.source = source  # where the reused tokens came from: "slot", "ram", "disk"
         self.cursor = reused  # next prompt position to compute
         self.next_token: int | None = None  # sampled, to be decoded in the next step
-        self.generated: list[int] = []  # sampled, the end-of-generation token not among them
+        # Sampled, the end-of-generation token not among them: the stream's own list, so that its
+        # reader sees each id as its text arrives.
+        self.generated = request.stream.tokens
         self.started = time.perf_counter()
         self.prefilled: float | None = None
         self.first: float | None = None

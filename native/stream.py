@@ -72,6 +72,9 @@ class Stream:
         self._done = threading.Event()  # wakes `result()` waiters once, at the end
         self._waiters: list[_AsyncWaiter] = []
         self._cancel = threading.Event()
+        self.tokens: list[int] = []
+        """The ids of the tokens generated so far, each added just before its text is pushed (a local
+        engine's; a remote one sends text only). The end-of-generation token is not among them."""
         self.queue_position: int | None = None
         """1 for the next request to get a slot, 2 for the one after...; None while it has one (or
         until the engine has looked at its queue: at its next step)."""

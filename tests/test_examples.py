@@ -24,6 +24,9 @@ def run_example(name: str) -> subprocess.CompletedProcess[str]:
 
 def test_every_example_is_tested():
     tested = {"mlc_chat", "mlc_chat_config", "mlc_raw_text", "nano_chat", "nano_function_calling"}
+    # These two run against a real server (test_rest_one_model.py) and in a real browser
+    # (test_ctransformers_browser.py).
+    tested |= {"mlc_rest", "ctransformers_chainlit"}
     assert {p.stem for p in (ROOT / "examples").glob("*.py")} == tested
 
 

@@ -88,8 +88,10 @@ def test_stop_tokens_cut_the_reply(model):
 
 
 def test_bad_arguments_are_refused_clearly(model):
-    with pytest.raises(ValidationError, match="min_new_tokens"):
+    with pytest.raises(TypeError, match="min_new_tokens is not supported"):
         model.generate("Hi", min_new_tokens=5)
+    with pytest.raises(TypeError, match="`max_new_token`: did you mean `max_new_tokens`"):
+        model.generate("Hi", max_new_token=5)
     with pytest.raises(ValidationError, match="temperature"):
         model.generate("Hi", do_sample=True, temperature=7.0)
     with pytest.raises(TypeError, match="inputs must be text or a list of token ids"):

@@ -7,7 +7,9 @@ from chainlit.context import init_http_context
 from chainlit.message import ErrorMessage, Message
 from langchain_core.messages import AIMessage, HumanMessage
 
-from llm.web.ui import NOTICE, history_before
+from llm.settings import GenerationSettings, reply_limit
+from llm.web.model_choices import ModelChoice
+from llm.web.ui import NOTICE, history_before, panel_widgets
 
 
 async def test_history_skips_notices_and_starts_where_asked():
@@ -60,3 +62,18 @@ async def test_chat_history_comes_from_chainlits_record_without_errors_or_later_
         ("ai", "Hello!"),
         ("human", "Tell me more"),
     ]
+
+
+def test_max_new_tokens_slider_ends_where_the_models_context_does(engine):
+    # No fixed cap (it was 1024): the loaded model's context, less the one token a prompt holds.
+    def slider(n_ctx, settings=None):
+        settings, models = settings or GenerationSettings(), [ModelChoice("default", "default")]
+        widgets = panel_widgets(settings, models, "default", "gguf", None, False, n_ctx)
+        return next(w for w in widgets if w.id == "max_new_tokens")
+
+    assert slider(engine.n_ctx).max == engine.n_ctx - 1 == reply_limit(engine.n_ctx)
+    assert slider(8192).max == 8191 and slider(8192).min == 1
+    assert slider(None).max == reply_limit(None) == 4095  # a server that does not say its context
+    # A value chosen on a model with a longer context starts at this one's end.
+    assert slider(512, GenerationSettings(max_new_tokens=3000)).initial == 511
+    assert GenerationSettings(max_new_tokens=3000).max_new_tokens == 3000

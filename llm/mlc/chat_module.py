@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import prompts
+from llm import keywords
 from llm._base import configured_engine
 from llm.mlc.config import ChatConfig, GenerationConfig, generation_settings, load_config_file, merge
 from llm.mlc.conversation import Conversation
@@ -41,6 +42,7 @@ class ChatModule:
     overrides the fields it sets.
     """
 
+    @keywords.checked
     def __init__(
         self,
         model: str,
@@ -72,6 +74,7 @@ class ChatModule:
 
     # -- the seed's API -----------------------------------------------------------------------------
 
+    @keywords.checked
     def generate(
         self,
         prompt: str | Sequence[Any],
@@ -97,6 +100,7 @@ class ChatModule:
         self.conversation.remember(messages, reply)
         return replies if n > 1 else reply
 
+    @keywords.checked
     def reset_chat(self, chat_config: ChatConfig | None = None) -> None:
         """Forget the conversation and the statistics. With `chat_config`, the configuration is rebuilt
         as at creation: `hearth-chat-config.json`, then `chat_config`. The model stays loaded."""
@@ -108,11 +112,13 @@ class ChatModule:
         self.conversation.reset()
         self._stats = RuntimeStats()
 
+    @keywords.checked
     def stats(self, verbose: bool = False) -> str | dict[str, Any]:
         """ "prefill: X tok/s, decode: Y tok/s" since the last reset; `verbose` gives a dict with token
         counts (computed and cached), times and time to first token."""
         return self._stats.verbose() if verbose else self._stats.text()
 
+    @keywords.checked
     def benchmark_generate(self, prompt: str, generate_length: int) -> str:
         """Generate up to `generate_length` tokens from the raw text `prompt` (no template, no system
         prompt, no stop strings) after resetting the chat and the statistics; read `stats()` after.

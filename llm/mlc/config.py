@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from llm import keywords
 from llm.settings import GenerationSettings
 
 log = logging.getLogger("hearth.mlc")
@@ -47,6 +48,17 @@ class _Partial(BaseModel):
     """A partial configuration: every field is optional and None means "keep the value below"."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _suggest_fields(cls, data: Any) -> Any:
+        """pydantic refuses an unknown field (extra="forbid") without naming the one meant: name it."""
+        if isinstance(data, dict):
+            meant = {k: keywords.closest(k, cls.model_fields) for k in data if k not in cls.model_fields}
+            hints = [f"`{k}`: did you mean `{m}`?" for k, m in meant.items() if m]
+            if hints:
+                raise ValueError("; ".join(hints))
+        return data
 
     def set_fields(self) -> dict[str, Any]:
         return {k: v for k, v in self if v is not None}

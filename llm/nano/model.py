@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llm import keywords
 from llm._base import configured_engine
 from llm.nano.stream import KVCache, StreamingResponse
 from llm.nano.templates import stop_strings
@@ -52,6 +53,7 @@ class NanoLLM:
         self.config = ModelConfig(info.name or engine.model_name, info.architecture, engine.n_ctx, info.path)
 
     @classmethod
+    @keywords.checked
     def from_pretrained(
         cls,
         model: str | None = None,
@@ -99,6 +101,10 @@ class NanoLLM:
         presence_penalty, frequency_penalty) pass as keywords and are validated there. `functions`
         may be called by the model mid-reply (see `bot_function`). Returns the streaming reply, or
         its text when `streaming` is False."""
+        if "min_new_tokens" in kwargs:  # NanoLLM's own, so no typo of max_new_tokens: say so
+            raise TypeError("NanoLLM.generate: min_new_tokens is not supported (nothing holds back the end)")
+        known = keywords.field_names(GenerationSettings) | _GENERATE_KEYWORDS
+        keywords.check("NanoLLM.generate", kwargs, known)
         settings = GenerationSettings.model_validate(
             {
                 "max_new_tokens": max_new_tokens,
@@ -120,6 +126,13 @@ class NanoLLM:
         if isinstance(inputs, Sequence) and all(isinstance(t, int) and t >= 0 for t in inputs):
             return list(inputs)
         raise TypeError(f"inputs must be text or a list of token ids, got {type(inputs).__name__}")
+
+
+# generate's named parameters: with GenerationSettings' fields, every keyword it takes.
+_GENERATE_KEYWORDS = frozenset(
+    {"inputs", "streaming", "functions", "kv_cache", "stop_tokens", "max_new_tokens", "do_sample"}
+    | {"temperature", "top_p", "repetition_penalty"}
+)
 
 
 def require_local(model: str | None) -> None:

@@ -3,6 +3,7 @@
     python -m llm.rest --model default [--model NAME=MODEL ...] [--lib-path DIR] [--device DEVICE]
                        [--backend llama.cpp|torch]
                        [--host HOST] [--port PORT] [--api-key KEY] [--parallel N] [--ctx-size N]
+                       [--strict-model-names]
 
 Every flag can also come from a `HEARTH_*` variable (HEARTH_MODEL, HEARTH_PORT, HEARTH_API_KEY, ...);
 a flag wins over its variable.
@@ -51,6 +52,12 @@ def parser() -> argparse.ArgumentParser:
             "--" + name.replace("_", "-"), dest=name, metavar=metavar, help=fields[name].description
         )
     p.add_argument("--insecure", action="store_true", default=None, help=fields["insecure"].description)
+    p.add_argument(
+        "--strict-model-names",
+        action="store_true",
+        default=None,
+        help=fields["strict_model_names"].description,
+    )
     return p
 
 

@@ -1,8 +1,13 @@
 """The models a server serves, each under a UID, and what it takes to prompt them.
 
 `--model NAME=MODEL` serves MODEL as NAME; a bare MODEL is served under its own name. Several UIDs
-may name one file: they share one engine (one copy of the weights). A request naming no served UID
-gets a 404, never another model.
+may name one file: they share one engine (one copy of the weights).
+
+A request naming a model not served: with one model served, that model answers (the reply's `model`
+says which, and the log warns once per name), as MLC's and llama.cpp's servers do, so clients written
+for them (MLC's REST example sends "vicuna-v1-7b") run as they are. With several models there is no
+telling which was meant: a 404 that lists them, never a guess. `--strict-model-names` gives the 404
+for one model too.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class ServedModels:
 
     def __init__(self, models: list[ServedModel]) -> None:
         self.by_uid = {m.uid: m for m in models}
+        self._stood_in_for: set[str] = set()
 
     @classmethod
     def load(cls, specs: list[str], device: str, **options: object) -> ServedModels:
@@ -85,12 +91,24 @@ class ServedModels:
     def __iter__(self):
         return iter(self.by_uid.values())
 
-    def get(self, uid: str | None) -> ServedModel:
+    def get(self, uid: str | None, strict: bool = False) -> ServedModel:
+        """The model a request names; see the module docstring for a name not served."""
+        only = next(iter(self.by_uid.values())) if len(self.by_uid) == 1 else None
         if uid is None:
-            if len(self.by_uid) == 1:
-                return next(iter(self.by_uid.values()))
+            if only is not None:
+                return only
             raise APIError(400, f"name a model: one of {', '.join(self.by_uid)}", param="model")
         model = self.by_uid.get(uid)
+        if model is None and only is not None and not strict:
+            if uid not in self._stood_in_for:
+                self._stood_in_for.add(uid)
+                log.warning(
+                    "requests for model %r are answered by %r, the one model served "
+                    "(--strict-model-names refuses them)",
+                    uid,
+                    only.uid,
+                )
+            return only
         if model is None:
             raise APIError(
                 404,

@@ -19,7 +19,7 @@ from llm.rest.schemas import ChatRequest, CompletionRequest, GenerationRequest, 
 from llm.rest.sse import gather_unless_gone, stream_response
 from llm.tools import langchain as tool_calls
 from native import SamplingParams, Stream
-from native.errors import HearthError
+from native.errors import ContextOverflow, HearthError
 
 
 async def require_key(request: Request) -> None:
@@ -35,6 +35,11 @@ async def require_key(request: Request) -> None:
             code="invalid_api_key",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+def served(request: Request, uid: str | None) -> ServedModel:
+    """The model a request names (see llm.rest.models for a name that is not served)."""
+    return request.app.state.models.get(uid, strict=request.app.state.settings.strict_model_names)
 
 
 public = APIRouter()
@@ -54,7 +59,7 @@ async def list_models(request: Request) -> dict:
 @api.post("/v1/chat/completions", summary="Chat: messages in, the assistant's reply out")
 async def chat_completions(body: ChatRequest, request: Request) -> Response:
     body.refuse_unsupported()
-    model: ServedModel = request.app.state.models.get(body.model)
+    model: ServedModel = served(request, body.model)
     choice = body.choice()
     if model.template is None:  # the remote server renders the conversation itself
         if choice is not None:
@@ -77,7 +82,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response:
 @api.post("/v1/completions", summary="Text completion: the prompt is continued as is")
 async def completions(body: CompletionRequest, request: Request) -> Response:
     body.refuse_unsupported()
-    model: ServedModel = request.app.state.models.get(body.model)
+    model: ServedModel = served(request, body.model)
     prompt = body.text()
     return await _generate(request, body, model, prompt, body.sampling(), "text")
 
@@ -85,7 +90,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 @api.api_route("/chat/reset", methods=["GET", "POST"], summary="Start a session's cache over (MLC's API)")
 async def reset(request: Request, body: ResetRequest | None = None) -> dict:
     body = body or ResetRequest(**request.query_params)
-    model: ServedModel = request.app.state.models.get(body.model)
+    model: ServedModel = served(request, body.model)
     session = body.session_id or body.user
     if session:
         sessions = request.app.state.sessions
@@ -97,8 +102,7 @@ async def reset(request: Request, body: ResetRequest | None = None) -> dict:
 
 @api.get("/stats", summary="Runtime figures per model: slots, queue, cached tokens, prefill/decode tok/s")
 async def stats(request: Request, model: str | None = None) -> dict:
-    served = request.app.state.models
-    chosen = [served.get(model)] if model else list(served)
+    chosen = [served(request, model)] if model else list(request.app.state.models)
     totals: Totals = request.app.state.totals
     return {"models": {m.uid: {**m.engine.stats(), "served": totals.of(m.uid)} for m in chosen}}
 
@@ -125,7 +129,7 @@ async def _generate(
         )
         # Off the event loop: tokenizing a long prompt, or a remote engine's round trip, takes a while.
         streams = await run_in_threadpool(
-            _submit, model, prompt, sampling, body.n, session, follow, body.user
+            _submit, model, prompt, sampling, body.n, session, follow, body.user, body.token_limit()
         )
     except HearthError as exc:
         raise from_native(exc, param="messages" if kind == "chat" else "prompt") from None
@@ -143,6 +147,17 @@ async def _generate(
     return JSONResponse(reply.response(completions))
 
 
+def _fitting(model: ServedModel, prompt: str, asked: int) -> list[int]:
+    """The prompt's tokens (submitted as such: tokenized once), if the `asked` max_tokens fit after
+    them. As OpenAI's API does, a reply asked longer than the context leaves is refused (400
+    context_length_exceeded), not cut short by the context; left out, the reply takes Hearth's default
+    length and ends, at the latest, where the context does."""
+    tokens = model.engine.tokenize(prompt)
+    if len(tokens) + asked > model.engine.n_ctx:
+        raise ContextOverflow(len(tokens), model.engine.n_ctx, asked)
+    return tokens
+
+
 def _submit(
     model: ServedModel,
     prompt: str | list,
@@ -151,10 +166,14 @@ def _submit(
     session: str | None,
     follow: str | None = None,
     user: str | None = None,
+    asked: int | None = None,
 ) -> list[Stream]:
     """n generations of one prompt. With a seed, choice i uses seed + i (so the choices differ yet
     are reproducible); only the first keeps the session's slot (and so gets the follow-up `follow`).
-    `user` (OpenAI's end-user id): the engine shares cached prefixes only among one user's requests."""
+    `user` (OpenAI's end-user id): the engine shares cached prefixes only among one user's requests.
+    `asked`: the max_tokens the client asked for, if it did (see `_fitting`)."""
+    if asked is not None and isinstance(prompt, str) and model.template is not None:
+        prompt = _fitting(model, prompt, asked)
     streams: list[Stream] = []
     try:
         for i in range(n):

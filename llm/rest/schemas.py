@@ -6,10 +6,12 @@ written once, there); this module maps OpenAI's names onto it and back for error
 
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llm.rest import tools
 from llm.rest.errors import APIError, validation_error
@@ -32,6 +34,31 @@ SETTINGS_NAMES = {
     "repetition_penalty": "repetition_penalty",
 }
 OPENAI_NAMES = {ours: theirs for theirs, ours in SETTINGS_NAMES.items()}
+
+log = logging.getLogger("hearth.rest")
+
+# Fields of OpenAI's API that ask for nothing a local model's reply depends on (storage, billing tier,
+# cache routing, abuse tracking, latency hints, reasoning models' effort): clients send them as a
+# matter of course, so they are ignored (logged once per name) rather than refused. A field whose
+# meaning Hearth cannot honour is refused instead (`refuse_unsupported`): never a silent change.
+IGNORED_OPENAI_FIELDS = frozenset(
+    {
+        "store",
+        "metadata",
+        "service_tier",
+        "prompt_cache_key",
+        "safety_identifier",
+        "prediction",
+        "reasoning_effort",
+        "verbosity",
+    }
+)
+
+
+@functools.cache
+def _log_ignored(name: str) -> None:
+    """Once per field name and process: a client sends the same fields with every request."""
+    log.info("ignoring the OpenAI field %r: it changes nothing a local model does", name)
 
 
 class Strict(BaseModel):
@@ -82,6 +109,16 @@ class GenerationRequest(Strict):
     user: str | None = Field(None, description="Used as the session when `session_id` is not given.")
     session_id: str | None = Field(None, description="Keeps this conversation's KV cache in one slot.")
     logit_bias: dict[str, float] | None = None
+    modalities: list[str] | None = Field(None, description='Only ["text"]: Hearth generates text.')
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_ignored_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (ignored := IGNORED_OPENAI_FIELDS & data.keys()):
+            for name in sorted(ignored):
+                _log_ignored(name)
+            data = {k: v for k, v in data.items() if k not in ignored}
+        return data
 
     @property
     def session(self) -> str | None:
@@ -140,6 +177,8 @@ class GenerationRequest(Strict):
         """Fields OpenAI defines that Hearth cannot honour yet: refused unless at their no-op value."""
         if self.logit_bias:
             raise APIError(400, "logit_bias is not supported", param="logit_bias")
+        if self.modalities not in (None, ["text"]):
+            raise APIError(400, "only the text modality is supported", param="modalities")
 
 
 class TextPart(Strict):

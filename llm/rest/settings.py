@@ -36,6 +36,11 @@ class ServerSettings(EngineConfig):
         None, description="Require `Authorization: Bearer KEY` on every API call (not on /health and /docs)."
     )
     insecure: bool = Field(False, description="Allow a non-loopback host without an API key.")
+    strict_model_names: bool = Field(
+        False,
+        description="Refuse (404) a request naming a model not served even when one model is served; "
+        "by default that one model answers it, as MLC's and llama.cpp's servers do.",
+    )
     stream_interval_ms: int = Field(
         50,
         ge=0,

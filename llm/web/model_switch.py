@@ -68,6 +68,7 @@ async def send_panel(conversation: ChatSession) -> None:
         conversation.auto_template(),
         conversation.chat_template,
         conversation.show_prompt,
+        conversation.engine.n_ctx,
     )
     await cl.ChatSettings(widgets + await presets.preset_widgets()).send()
 

@@ -13,7 +13,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import ValidationError
 
 import prompts
-from llm.settings import GenerationSettings, problems
+from llm.settings import GenerationSettings, problems, reply_limit
 from llm.web.model_choices import ModelChoice
 
 AUTO_TEMPLATE = "auto"
@@ -31,16 +31,19 @@ class PanelChoices:
     show_prompt: bool
 
 
-def settings_widgets(current: GenerationSettings | None = None) -> list[InputWidget]:
-    """One widget per panel field of GenerationSettings, starting at the current values."""
+def settings_widgets(
+    current: GenerationSettings | None = None, n_ctx: int | None = None
+) -> list[InputWidget]:
+    """One widget per panel field of GenerationSettings, starting at the current values. A slider
+    without a fixed end (max new tokens) ends where the model's context of `n_ctx` tokens does."""
     values = (current or GenerationSettings()).model_dump()
     widgets: list[InputWidget] = []
     for name, ui, _default in GenerationSettings.panel_fields():
         common = {"id": name, "label": ui["label"], "description": ui["description"]}
         if ui["widget"] == "slider":
-            widgets.append(
-                Slider(initial=values[name], min=ui["min"], max=ui["max"], step=ui["step"], **common)
-            )
+            end = ui["max"] if ui["max"] is not None else reply_limit(n_ctx)
+            initial = min(values[name], end)  # a value set for a model with a longer context
+            widgets.append(Slider(initial=initial, min=ui["min"], max=end, step=ui["step"], **common))
         elif ui["widget"] == "switch":
             widgets.append(Switch(initial=values[name], **common))
         else:
@@ -55,8 +58,10 @@ def panel_widgets(
     auto_template: str,
     chat_template: str | None,
     show_prompt: bool,
+    n_ctx: int | None = None,
 ) -> list[InputWidget]:
-    """The whole panel: model, chat template, the generation settings, then "show prompt"."""
+    """The whole panel: model, chat template, the generation settings, then "show prompt". `n_ctx`:
+    the loaded model's context (one session's), where the max-new-tokens slider ends."""
     auto_label = "model's own" if auto_template == "gguf" else auto_template
     templates = {f"auto ({auto_label})": AUTO_TEMPLATE, **{t: t for t in prompts.list_templates()}}
     return [
@@ -74,7 +79,7 @@ def panel_widgets(
             initial_value=chat_template or AUTO_TEMPLATE,
             description="How the conversation is written for the model; auto picks it from the model.",
         ),
-        *settings_widgets(settings),
+        *settings_widgets(settings, n_ctx),
         Switch(
             id="show_prompt",
             label="Show Prompt",

@@ -35,7 +35,8 @@ USAGE = re.compile(
 
 
 class Server:
-    def __init__(self, log_path: Path, **env_overrides: str) -> None:
+    def __init__(self, log_path: Path, app: str = "app.py", **env_overrides: str) -> None:
+        """Runs `chainlit run APP` (a path from the repository root) with `env_overrides` set."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -54,7 +55,7 @@ class Server:
                 "-m",
                 "chainlit",
                 "run",
-                "app.py",
+                app,
                 "--headless",
                 "--host",
                 "127.0.0.1",
