@@ -239,7 +239,7 @@ def test_switching_model_mid_chat_answers_from_the_new_model_over_the_same_histo
     prompt = server.prompts()[-1]
     # The same conversation, in Gemma's template (the log shows the prompt's repr: "\n" escaped).
     assert r"<start_of_turn>user\nMy name is Ada.<end_of_turn>" in prompt
-    expect(page.get_by_text(re.compile(r"^gemma-3-270m · ")).last).to_be_visible(timeout=10_000)
+    expect(open_stats(page, replies=2).get_by_text("gemma-3-270m", exact=True)).to_be_visible()
     shot(page, "m06-reply-from-the-new-model")
 
     # Back to the default model: it is still loaded (other chats may use it), not loaded again.
