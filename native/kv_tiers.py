@@ -30,6 +30,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from native.hardware import total_memory
+from native.llama import state_buffer
 
 log = logging.getLogger("hearth.cache")
 
@@ -217,7 +218,7 @@ class DiskTier:
             with entry.path.open("rb") as f:
                 header = _read_header(f)
                 f.seek(header["offset"])
-                data = (ctypes.c_uint8 * header["bytes"])()
+                data = state_buffer(header["bytes"])
                 complete = f.readinto(data) == header["bytes"] and not f.read(1)
             if not complete or zlib.crc32(data) != header["crc32"]:
                 raise ValueError("its bytes do not match their checksum (truncated or corrupt)")

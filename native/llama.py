@@ -99,6 +99,15 @@ def init_backend() -> None:
         _backend_ready = True
 
 
+def state_buffer(size: int) -> ctypes.Array:
+    """A zeroed buffer of `size` bytes that ctypes can hand to llama.cpp. A ctypes array zeroes its
+    memory itself, touching every page while it holds the GIL: tens of milliseconds for a long
+    session's state, which stall every other thread (an app's event loop among them). A bytearray's
+    pages come zeroed from the system untouched, and are first written by llama.cpp or a file read,
+    both outside the GIL."""
+    return (ctypes.c_uint8 * size).from_buffer(bytearray(size))
+
+
 class Model:
     """The weights and vocabulary (`llama_model`), shared by every context built on them."""
 
@@ -284,7 +293,7 @@ class Context:
         if self.pos_min(seq_id) < 0:
             return None
         size = C.llama_state_seq_get_size(self.handle, seq_id)
-        data = (ctypes.c_uint8 * size)()
+        data = state_buffer(size)
         if C.llama_state_seq_get_data(self.handle, data, size, seq_id) != size:
             raise StepFailed(f"llama.cpp could not save the cache of sequence {seq_id}")
         return data
