@@ -13,7 +13,36 @@ from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from llm._base import HearthFields, completion_info
 
 
-class HearthLLM(BaseLLM, HearthFields):
+class StreamedLLM(BaseLLM):
+    """A LangChain text-completion LLM whose every call is its `_stream`/`_astream`: a whole generation
+    is the chunks put together, so streaming and not streaming cannot disagree."""
+
+    def _generate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        return LLMResult(
+            generations=[[aggregate(self._stream(p, stop, run_manager, **kwargs))] for p in prompts]
+        )
+
+    async def _agenerate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        generations = []
+        for p in prompts:
+            chunks = [c async for c in self._astream(p, stop, run_manager, **kwargs)]
+            generations.append([aggregate(chunks)])
+        return LLMResult(generations=generations)
+
+
+class HearthLLM(StreamedLLM, HearthFields):
     """Text completion with a local GGUF model: the prompt goes to the model exactly as given.
 
     ```python
@@ -60,29 +89,6 @@ class HearthLLM(BaseLLM, HearthFields):
         async for chunk in self._achunks(stream, run_manager):
             yield chunk
 
-    def _generate(
-        self,
-        prompts: list[str],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> LLMResult:
-        return LLMResult(
-            generations=[[aggregate(self._stream(p, stop, run_manager, **kwargs))] for p in prompts]
-        )
-
-    async def _agenerate(
-        self,
-        prompts: list[str],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> LLMResult:
-        generations = []
-        for p in prompts:
-            chunks = [c async for c in self._astream(p, stop, run_manager, **kwargs)]
-            generations.append([aggregate(chunks)])
-        return LLMResult(generations=generations)
 
 
 def aggregate(chunks) -> Generation:

@@ -16,18 +16,17 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models.llms import BaseLLM
-from langchain_core.outputs import GenerationChunk, LLMResult
+from langchain_core.outputs import GenerationChunk
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from llm import keywords
 from llm._base import completion_info
 from llm.ctransformers.config import FIELDS, config_with
 from llm.ctransformers.model import LLM, AutoModelForCausalLM, Started
-from llm.llms import aggregate
+from llm.llms import StreamedLLM
 
 
-class CTransformers(BaseLLM):
+class CTransformers(StreamedLLM):
     """A ctransformers model as a LangChain text-completion LLM (no chat template: the prompt goes to
     the model as given)."""
 
@@ -128,26 +127,3 @@ class CTransformers(BaseLLM):
 
     def _final_chunk(self, stream) -> GenerationChunk:
         return GenerationChunk(text="", generation_info=completion_info(stream.completion, self.model))
-
-    def _generate(
-        self,
-        prompts: list[str],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> LLMResult:
-        return LLMResult(
-            generations=[[aggregate(self._stream(p, stop, run_manager, **kwargs))] for p in prompts]
-        )
-
-    async def _agenerate(
-        self,
-        prompts: list[str],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> LLMResult:
-        generations = []
-        for p in prompts:
-            generations.append([aggregate([c async for c in self._astream(p, stop, run_manager, **kwargs)])])
-        return LLMResult(generations=generations)
