@@ -8,6 +8,7 @@ from chainlit.config import config as chainlit_config
 from chainlit.server import app as chainlit_server
 from chainlit.types import ThreadDict
 
+from llm.heap import settle
 from llm.logs import configure_logging
 from llm.web import assets, landing, model_switch, reply_view, transfer
 from llm.web.auth import configured_access, ensure_auth_secret
@@ -41,6 +42,11 @@ elif access.mode == "local":
     @cl.header_auth_callback
     async def local_login(headers) -> cl.User:
         return access.local_user()  # one user, no login page: see llm/web/auth.py
+
+
+@cl.on_app_startup
+def started() -> None:
+    settle()  # see llm/heap.py: a full collection would otherwise stall every chat 40-110 ms
 
 
 @cl.on_app_shutdown

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import mmap
 import re
 import threading
 from collections.abc import Iterator
@@ -100,12 +101,12 @@ def init_backend() -> None:
 
 
 def state_buffer(size: int) -> ctypes.Array:
-    """A zeroed buffer of `size` bytes that ctypes can hand to llama.cpp. A ctypes array zeroes its
-    memory itself, touching every page while it holds the GIL: tens of milliseconds for a long
-    session's state, which stall every other thread (an app's event loop among them). A bytearray's
-    pages come zeroed from the system untouched, and are first written by llama.cpp or a file read,
-    both outside the GIL."""
-    return (ctypes.c_uint8 * size).from_buffer(bytearray(size))
+    """A zeroed buffer of `size` bytes that ctypes can hand to llama.cpp, made without touching its
+    pages. A ctypes array, and a bytearray too, memset their memory while holding the GIL: tens of
+    milliseconds for a long session's state, which stall every other thread (an app's event loop
+    among them). An anonymous mapping's pages come zeroed from the kernel on first write, and that
+    write is llama.cpp's or a file read's, both outside the GIL."""
+    return (ctypes.c_uint8 * size).from_buffer(mmap.mmap(-1, max(size, 1)))
 
 
 class Model:

@@ -9,6 +9,7 @@ import asyncio
 from langchain_core.messages import AIMessage, HumanMessage
 
 from llm import ChatHearth, HearthLLM
+from llm.heap import settle
 
 TICK = 0.01
 
@@ -41,6 +42,7 @@ def long_history(engine, tokens: int) -> list:
 
 
 async def test_a_message_over_a_long_history_does_not_stall_other_chats(engine):
+    settle()  # as the app and the REST server do once started (llm/heap.py)
     history = long_history(engine, 10_000)
     streaming = ChatHearth(engine=engine, temperature=0.0, max_new_tokens=96, session_id="loop-a")
     long_chat = ChatHearth(engine=engine, temperature=0.0, max_new_tokens=8, session_id="loop-b")
