@@ -339,6 +339,17 @@ def toast(page: Page, text: str) -> None:
     expect(page.get_by_text(text).last).to_be_visible(timeout=30_000)
 
 
+def test_the_presets_come_first_in_the_panel(browser, server):
+    page = open_chat(browser, server)
+    page.click("#chat-settings-open-modal")
+    fields = page.get_by_role("dialog").locator("label[for]")
+    expect(fields.first).to_be_visible()
+    order = fields.evaluate_all("labels => labels.map(label => label.htmlFor)")
+    assert order[:5] == ["preset", "preset_save", "preset_rename", "preset_delete", "model"], order
+    shot(page, "f15-panel-presets-first")
+    page.context.close()
+
+
 def test_a_preset_is_saved_applied_in_a_new_chat_renamed_and_deleted(browser, server):
     page = open_chat(browser, server)
     page.click("#chat-settings-open-modal")

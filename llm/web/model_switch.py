@@ -70,7 +70,8 @@ async def send_panel(conversation: ChatSession) -> None:
         conversation.show_prompt,
         conversation.engine.n_ctx,
     )
-    await cl.ChatSettings(widgets + await presets.preset_widgets()).send()
+    # The presets first: a user looking for them need not scroll past every slider.
+    await cl.ChatSettings(await presets.preset_widgets() + widgets).send()
 
 
 async def update_panel(conversation: ChatSession | None, values: dict) -> None:
