@@ -330,6 +330,21 @@ def test_export_then_import_into_a_new_chat_and_what_is_refused(browser, server,
     page.context.close()
 
 
+def test_open_stats_details_stay_open_across_later_replies(browser, server):
+    page = open_chat(browser, server)
+    short_replies(page)
+    chat(page, server, "Hello!")
+    first = open_stats(page, replies=1)
+    chat(page, server, "How are you?")
+    expect(page.locator(".hearth-stats")).to_have_count(2, timeout=30_000)
+    expect(first).to_be_visible()
+    expect(page.locator(".hearth-stats-line").first).to_have_attribute("aria-expanded", "true")
+    expect(page.locator(".hearth-stats-details")).to_have_count(1)  # the new reply's stay closed
+    first.scroll_into_view_if_needed()  # Chainlit scrolled the new question to the top
+    shot(page, "f18-stats-stay-open")
+    page.context.close()
+
+
 def choose(page: Page, select_id: str, option: str) -> None:
     page.click(f"#{select_id}")
     page.get_by_role("option", name=option, exact=True).click()

@@ -88,7 +88,7 @@ async def _finish(conversation: ChatSession, reply: StreamedReply, message: cl.M
         return
     if stats:
         line = quiet_line(reply.metadata)
-        message.elements = [stats_element(line, stats)]
+        message.elements = [stats_element(line, stats, message.id)]
         # Chainlit keeps elements only in a cloud file store: the stats ride in the step's metadata
         # too, so a reopened thread shows them again (llm/web/resume.py).
         message.metadata = {**(message.metadata or {}), STATS_KEY: stats, STATS_LINE_KEY: line}
@@ -99,11 +99,14 @@ async def _finish(conversation: ChatSession, reply: StreamedReply, message: cl.M
         await _offer_room(dropped)
 
 
-def stats_element(line: str, stats: str) -> cl.CustomElement:
-    """The stats under a reply: `line` shown, every figure of `stats` (" · "-separated) one click away."""
+def stats_element(line: str, stats: str, message_id: str) -> cl.CustomElement:
+    """The stats under the reply `message_id`: `line` shown, every figure of `stats` (" · "-separated)
+    one click away. The browser keeps whether they are open by the reply's id (see HearthStats.jsx)."""
     details = stats.split(" · ")
     return cl.CustomElement(
-        name=STATS_ELEMENT, props={"line": line or "stats", "details": details}, display="inline"
+        name=STATS_ELEMENT,
+        props={"line": line or "stats", "details": details, "reply": message_id},
+        display="inline",
     )
 
 

@@ -59,7 +59,7 @@ async def show_saved_stats(thread: ThreadDict) -> None:
     lines = saved_stats_lines(thread)
     for step_id, stats in saved_stats(thread).items():
         # The figures travel in the element's props: the browser needs no file for them.
-        element = stats_element(lines.get(step_id, ""), stats)
+        element = stats_element(lines.get(step_id, ""), stats, step_id)
         element.for_id = step_id
         elements.append(element.to_dict())
 

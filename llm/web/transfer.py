@@ -180,7 +180,7 @@ async def _restore(
         )
         if exported.stats:
             message.metadata = {STATS_KEY: exported.stats, STATS_LINE_KEY: exported.stats_line or ""}
-            message.elements = [stats_element(exported.stats_line or "", exported.stats)]
+            message.elements = [stats_element(exported.stats_line or "", exported.stats, message.id)]
         await message.send()
     cl.context.session.chat_settings = dict(values)
     await model_switch.apply_panel(conversation, values)
