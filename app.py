@@ -101,7 +101,7 @@ async def update_settings(values: dict) -> None:
 async def on_message(message: cl.Message) -> None:
     conversation: ChatSession | None = cl.user_session.get("conversation")
     if message.command in (transfer.EXPORT, transfer.IMPORT):
-        await transfer.run(message.command, conversation)
+        await transfer.run(message, conversation)
         return
     if conversation is None:
         await cl.ErrorMessage(content="No model is loaded: see the first message of this chat.").send()

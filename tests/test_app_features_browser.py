@@ -214,6 +214,20 @@ def conversation_of(server: Server, thread_id: str) -> list[tuple]:
     )
 
 
+def presses(page: Page):
+    """The chat's command presses (Export, Import): user messages that name a command and hold no text."""
+    return page.locator('[data-step-type="user_message"]').filter(has=page.locator(".command-span"))
+
+
+def reopen(page: Page, server: Server, thread_id: str) -> None:
+    """A new chat after a reload, then the thread picked in the sidebar, as a user reopens one."""
+    page.goto(server.url)
+    page.wait_for_selector("#chat-settings-open-modal", timeout=60_000)
+    page.locator(f"#thread-{thread_id}").click()
+    expect(page).to_have_url(re.compile(f".*/thread/{thread_id}$"), timeout=30_000)
+    expect(page.locator("#command-Import")).to_have_css("opacity", "1")  # offered again (fading in)
+
+
 def test_export_then_import_into_a_new_chat_and_what_is_refused(browser, server, tmp_path):
     page = open_chat(browser, server)
     short_replies(page, system_prompt="You are a helpful pirate.")
@@ -232,6 +246,7 @@ def test_export_then_import_into_a_new_chat_and_what_is_refused(browser, server,
         files[kind] = tmp_path / f"export.{kind}"
         download.value.save_as(files[kind])
     shot(page, "f10-exported")
+    expect(presses(page)).to_have_count(0)  # the Export press is gone once it has answered
     exported = json.loads(files["json"].read_text())
     assert [(m["role"], m["content"]) for m in exported["messages"]] == [
         ("user", "My cat is called Whiskers."),
@@ -285,10 +300,11 @@ def test_export_then_import_into_a_new_chat_and_what_is_refused(browser, server,
     # The export itself: its messages and settings, in this new chat.
     import_file(page, files["json"])
     expect(page.get_by_text("Imported 2 messages")).to_be_visible(timeout=60_000)
-    # (the other user messages are the four presses of Import, empty)
+    # The four presses of Import (three refused) are gone: the one user message is the imported one.
     users = page.locator('[data-step-type="user_message"]')
     expect(users.filter(has_text="My cat is called Whiskers.")).to_have_count(1)
-    expect(users.filter(has_text=re.compile(r"\w"))).to_have_count(5)  # each Import's pill, and the message
+    expect(users).to_have_count(1)
+    expect(presses(page)).to_have_count(0)
     reply = page.locator('[data-step-type="assistant_message"]').filter(has=page.locator(".hearth-stats"))
     expect(reply).to_have_count(1)
     expect(reply).to_contain_text(re.compile(r"\W+".join(re.findall(r"\w+", first_reply)[:3])))
@@ -327,6 +343,16 @@ def test_export_then_import_into_a_new_chat_and_what_is_refused(browser, server,
     assert query(server, 'SELECT name, "userIdentifier" FROM threads WHERE id = ?', foreign_id) == [
         ("Hers", "mallory")
     ]
+    # No press was kept: the reopened threads show their messages and no empty user message.
+    for reopened, user_messages in ((imported_id, 2), (thread_id, 1)):
+        reopen(page, server, reopened)
+        expect(users.filter(has_text="My cat is called Whiskers.")).to_have_count(1, timeout=30_000)
+        expect(users).to_have_count(user_messages)
+        expect(presses(page)).to_have_count(0)
+        expect(page.locator(".hearth-stats")).to_have_count(user_messages)  # each reply's, kept
+    shot(page, "f16-reopened-after-export")
+    press_steps = "SELECT COUNT(*) FROM steps WHERE type = 'user_message' AND output = ''"
+    assert query(server, press_steps) == [(0,)]
     page.context.close()
 
 

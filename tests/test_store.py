@@ -268,6 +268,19 @@ async def test_step_tags_metadata_and_flags_round_trip(any_layer):
     assert same["tags"] == ["answer"] and same["metadata"] == {"usage": {"prompt": 12}}
 
 
+async def test_a_command_press_is_not_kept_but_a_message_is(any_layer):
+    """Export and Import send an empty user message naming the command: it is no part of the thread
+    (the chat drops it once answered), and a delete could come before Chainlit's create of it."""
+    alice = await new_user(any_layer, "alice")
+    thread_id = await new_thread(any_layer, alice, "Cats")
+    await new_step(any_layer, thread_id, "user_message", "", command="Import")
+    asked = await new_step(any_layer, thread_id, "user_message", "Import my cat?", command="Import")
+    said = await new_step(any_layer, thread_id, "user_message", "Cats purr.")
+    empty = await new_step(any_layer, thread_id, "assistant_message", "")
+    steps = (await any_layer.get_thread(thread_id))["steps"]
+    assert sorted(s["id"] for s in steps) == sorted([asked, said, empty])
+
+
 async def test_user_metadata_round_trips_as_dict(any_layer):
     alice = await any_layer.create_user(User(identifier="alice", metadata={"provider": "credentials"}))
     assert alice.metadata == {"provider": "credentials"}

@@ -71,6 +71,14 @@ class HearthDataLayer(SQLAlchemyDataLayer):
         await self.ensure_schema()
         return await super().execute_sql(query, {k: self._bindable(v) for k, v in parameters.items()})
 
+    async def create_step(self, step_dict: Any) -> None:
+        # A command's press (Export, Import: an empty user message naming its command) is no part of
+        # the thread: the chat drops it once the command has answered (llm/web/transfer.py). Its delete
+        # would race Chainlit's create, which runs as a task of its own, so it is never written.
+        if _is_command_press(step_dict):
+            return
+        await super().create_step(step_dict)
+
     async def create_element(self, element: Any) -> None:
         # Chainlit keeps an element's content in a file store (S3, GCS, Azure) and only its link in the
         # database; without one it logs a warning per element. Hearth's elements (a reply's stats line)
@@ -97,6 +105,10 @@ class HearthDataLayer(SQLAlchemyDataLayer):
         if self.is_sqlite:
             return _decode_json(cleaned)
         return cleaned
+
+
+def _is_command_press(step: dict[str, Any]) -> bool:
+    return step.get("type") == "user_message" and bool(step.get("command")) and not step.get("output")
 
 
 def _decode_json(obj: Any) -> Any:

@@ -1,14 +1,21 @@
 """Export and Import: two buttons beside the message box (Chainlit commands). Export answers with the
 chat as Markdown and JSON files; Import asks for a JSON export and puts its messages and settings into
 this chat, which must still be empty (a new chat is a new thread), so no other thread is touched.
+
+A press of either button reaches the app as an empty user message naming the command. It is no part of
+the conversation: it goes from the chat once its command has answered, and the history database never
+keeps it (llm.web.data_layer).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import chainlit as cl
 from chainlit.config import config
+from chainlit.context import local_steps
 from chainlit.data import get_data_layer
 
 from llm.web import model_switch
@@ -34,6 +41,7 @@ COMMANDS = [
     {"id": EXPORT, "icon": "download", "description": "Save this chat as Markdown and JSON", "button": True},
     {"id": IMPORT, "icon": "upload", "description": "Open a chat exported as JSON", "button": True},
 ]
+NO_MODEL = "No model is loaded: see the first message of this chat."
 UPLOAD_LIMIT_MB = 20
 """What the browser lets through; Hearth itself refuses anything over chat_file.MAX_BYTES with a reason."""
 ROLES = {"user_message": "user", "assistant_message": "assistant"}
@@ -59,16 +67,31 @@ def conversation_messages() -> list[cl.Message]:
     ]
 
 
-async def run(command: str, conversation: ChatSession | None) -> None:
-    """Carry out an Export or Import command. The (empty) message that asked for it stays in the chat,
-    with its command's name: what follows hangs under it in Chainlit's tree of steps (removing it
-    would take the answer along), and an empty message is no part of the conversation."""
-    if command == EXPORT:
-        await export_chat(conversation)
-    elif conversation is None:
-        await cl.ErrorMessage(content="No model is loaded: see the first message of this chat.").send()
-    else:
-        await import_chat(conversation)
+async def run(press: cl.Message, conversation: ChatSession | None) -> None:
+    """Carry out the Export or Import command of `press` (the empty message its button sent), then
+    take the press out of the chat."""
+    try:
+        with _at_top_level():
+            if press.command == EXPORT:
+                await export_chat(conversation)
+            elif conversation is not None:
+                await import_chat(conversation, press)
+            else:
+                await cl.ErrorMessage(content=NO_MODEL).send()
+    finally:
+        await press.remove()
+
+
+@contextlib.contextmanager
+def _at_top_level() -> Iterator[None]:
+    """Messages sent meanwhile go to the chat itself. Chainlit would hang them under the step of
+    on_message, which hangs under the press: the browser removes a message with everything under it,
+    and a reopened thread shows nothing whose parent is gone."""
+    outer = local_steps.set([])
+    try:
+        yield
+    finally:
+        local_steps.reset(outer)
 
 
 async def export_chat(conversation: ChatSession | None) -> None:
@@ -114,7 +137,7 @@ def _exported(message: cl.Message) -> ExportedMessage:
     )
 
 
-async def import_chat(conversation: ChatSession) -> None:
+async def import_chat(conversation: ChatSession, press: cl.Message) -> None:
     if conversation_messages():
         await cl.ErrorMessage(
             content="Import fills a new chat: start one (the New Chat button) and press Import there. "
@@ -127,6 +150,8 @@ async def import_chat(conversation: ChatSession) -> None:
         max_size_mb=UPLOAD_LIMIT_MB,
         timeout=600,
     )
+    # Under the press, not at the top: Chainlit takes an upload only for a question with a parent.
+    ask.parent_id = press.id
     files = await ask.send()
     await ask.remove()
     if not files:
