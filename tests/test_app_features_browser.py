@@ -356,6 +356,31 @@ def test_export_then_import_into_a_new_chat_and_what_is_refused(browser, server,
     page.context.close()
 
 
+def test_an_imported_chat_continues_from_the_cache(browser, server, tmp_path):
+    """The exported chat's cache (still in a slot or a tier: nothing restarted) serves the imported
+    thread's next reply: the engine finds it by its tokens, whichever thread of the user left it."""
+    page = open_chat(browser, server)
+    short_replies(page, system_prompt="You are a terse assistant.")
+    chat(page, server, "Name a colour.")
+    _session, earlier, _cached, _completion, _finish = chat(page, server, "Name another one.")
+    command(page, "Export")
+    with page.expect_download() as download:
+        page.get_by_text("name-a-colour.json").last.click()
+    exported = tmp_path / "export.json"
+    download.value.save_as(exported)
+    page.context.close()
+
+    page = open_chat(browser, server)  # New Chat
+    import_file(page, exported)
+    expect(page.get_by_text("Imported 4 messages")).to_be_visible(timeout=60_000)
+    _session, prompt, cached, _completion, _finish = chat(page, server, "And a third?")
+    assert cached >= earlier, f"{cached} of {prompt} prompt tokens cached; the earlier turns took {earlier}"
+    line = page.locator(".hearth-stats-line").last
+    expect(line).to_contain_text(f"{cached} of {prompt} cached")
+    shot(page, "f17-imported-then-cached")
+    page.context.close()
+
+
 def test_open_stats_details_stay_open_across_later_replies(browser, server):
     page = open_chat(browser, server)
     short_replies(page)
