@@ -46,3 +46,37 @@ def test_a_reopened_thread_after_a_restart_reuses_its_cache_from_disk(browser, t
         shown = int(re.search(r"\((\d+) cached from disk\)", line.inner_text())[1])
         assert shown == cached
         shot(page, "kv01-restored-from-disk")
+
+
+def test_an_imported_chat_after_a_restart_continues_from_the_disk_tier(browser, tmp_path):
+    """A chat exported, the app restarted, the file imported into a new chat: its next reply is
+    computed from the exported chat's cache on disk (the model matches), not from scratch."""
+    from test_app_features_browser import command, import_file
+
+    data = tmp_path / "data"
+    with running(tmp_path / "first.log", data) as first, new_page(browser) as page:
+        open_chat(page, first.url)
+        short_replies(page)
+        chat(page, first, "Name a colour.")
+        chat(page, first, "Name another one.")
+        _session, earlier, _cached, _completion, _finish = first.usages()[-1]
+        command(page, "Export")
+        with page.expect_download() as download:
+            page.get_by_text("name-a-colour.json").last.click()
+        exported = tmp_path / "export.json"
+        download.value.save_as(exported)
+        first.stop()  # SIGTERM: the app's shutdown writes the chat's cache
+    assert list((data / "kv").glob("*.kv"))
+
+    with running(tmp_path / "second.log", data) as second, new_page(browser) as page:
+        open_chat(page, second.url)  # a new chat
+        import_file(page, exported)
+        expect(page.get_by_text("Imported 4 messages")).to_be_visible(timeout=60_000)
+        chat(page, second, "And a third?")
+        _session, prompt, cached, _completion, _finish = second.usages()[-1]
+        assert cached >= earlier, f"{cached} of {prompt} tokens cached; the earlier turns took {earlier}"
+        stats = open_stats(page, replies=3)
+        line = stats.get_by_text(re.compile(r"prompt tokens \((\d+) cached from disk\)"))
+        expect(line).to_be_visible(timeout=30_000)
+        assert int(re.search(r"\((\d+) cached from disk\)", line.inner_text())[1]) == cached
+        shot(page, "kv02-imported-from-disk")
