@@ -33,6 +33,7 @@ from native.hardware import default_threads
 from native.sampling import SamplingParams
 from native.stream import Completion, Stream, Timings, Usage
 from native.torch_load import Source, load_weights, torch_device
+from native.torch_owners import keep_blocks_per_owner, request_id_for
 from native.torch_sampling import DEFAULTS, add_to, check_supported, request_kwargs
 
 log = logging.getLogger("hearth.engine")
@@ -122,8 +123,9 @@ class TorchEngine:
         add_to(self._manager.logit_processor)
         self._manager.warmup()  # builds the batch processor and its cache now, not on the first request
         self._cached: dict[str, int] = {}
-        self._count_prefix_matches()
         self._requests: dict[str, Tracked] = {}
+        self._count_prefix_matches()
+        keep_blocks_per_owner(self._manager.batch_processor.cache)
         self._lock = threading.Lock()  # guards _requests: submit adds, the router removes
         self._ids = count()
         self._closed = False
@@ -181,9 +183,10 @@ class TorchEngine:
         prompt cannot fit (ContextOverflow), a sampling option is not supported here
         (UnsupportedSampling), the queue is full (EngineBusy) or the engine is gone (EngineFailed).
 
-        Any request reuses the cache blocks of earlier ones its tokens start with, `session` or not.
-        `followed_by` (a turn separator computed ahead by the llama.cpp engine) is accepted and not
-        used: the next turn computes it with its prompt. `user` is logged only (see `stats`)."""
+        Any request of `user` reuses the cache blocks of that user's earlier ones its tokens start
+        with, `session` or not; never another user's (native/torch_owners.py). `followed_by` (a turn
+        separator computed ahead by the llama.cpp engine) is accepted and not used: the next turn
+        computes it with its prompt."""
         self._check_alive()
         sampling = sampling or SamplingParams()
         check_supported(sampling)
@@ -193,7 +196,7 @@ class TorchEngine:
         if len(tokens) >= self.n_ctx:
             raise ContextOverflow(len(tokens), self.n_ctx, sampling.max_new_tokens)
         log.debug("sampling for session %s (user %s): %r", session, user, sampling)
-        request_id = f"hearth-{next(self._ids)}"
+        request_id = request_id_for(next(self._ids), user)
         tracked = Tracked(tokens, sampling, session)
         with self._lock:
             self._requests[request_id] = tracked

@@ -124,6 +124,25 @@ def test_a_second_turn_reuses_the_first_turns_cache(torch_engine):
 
 
 @needs_torch
+def test_cached_pages_serve_only_their_own_user(torch_engine):
+    """Hearth's rule for every cache: shared within a user, never between users (native/torch_owners.py).
+    transformers alone shares any two requests' pages that start alike."""
+    prompt = CHAT.format("Describe the lighthouse keeper's morning, step by step, in plain words.")
+    n_pages = len(torch_engine.tokenize(prompt)) // 16
+    short = SamplingParams(temperature=0.0, max_new_tokens=4)
+
+    def cached(**who) -> int:
+        return torch_engine.submit(prompt, short, **who).result(timeout=300).usage.cached_tokens
+
+    assert cached(user="ann") == 0  # her first
+    assert cached(user="ann", session="another") >= 16 * (n_pages - 1)  # hers again, any session
+    assert cached(user="bob") == 0  # the same words, another user
+    assert cached() == 0  # nor a request of no user
+    assert cached() >= 16 * (n_pages - 1)  # those share among themselves, as in the llama.cpp engine
+    assert cached(user="bob") >= 16 * (n_pages - 1)
+
+
+@needs_torch
 def test_four_concurrent_streams_complete(torch_engine):
     submitted = time.perf_counter()
     streams = [torch_engine.submit(CHAT.format(q), GREEDY) for q in QUESTIONS]
