@@ -61,7 +61,7 @@ def child(args: argparse.Namespace) -> dict:
     """One side's rates, measured in a process of its own, as its users run it."""
     if args.child in ("hearth", "torch"):
         if args.child == "torch":
-            engine = load_engine(args.model, backend="torch", n_threads=args.threads)
+            engine = load_engine(args.model, args.device, backend="torch", n_threads=args.threads)
         else:
             engine = load_engine(args.model, args.device)
         llm = HearthLLM(
@@ -76,7 +76,9 @@ def child(args: argparse.Namespace) -> dict:
         asyncio.run(run_hearth(llm.model_copy(update={"max_new_tokens": 16}), 16))  # warm-up
         rates = [asyncio.run(run_hearth(llm, args.tokens)) for _ in range(args.runs)]
         same = {"path": str(engine.info.path), "n_ctx": engine.n_ctx, "threads": engine.n_threads}
-        same |= {"device": str(engine.device), "offload": engine.offload.model_params()}
+        same["device"] = str(engine.device)
+        if args.child == "hearth":  # the raw side gets the same layers on the same GPU
+            same["offload"] = engine.offload.model_params()
         return {**same, "tokens": produced, "rates": rates}
     # The engine's model file, context size and thread count, as the hearth child reported them.
     raw = Llama(
@@ -162,6 +164,7 @@ def main() -> None:
     if "torch" in results:
         torch_rates = [r for res in results["torch"] for r in res["rates"]]
         result["tokens"]["hearth_torch"] = results["torch"][0]["tokens"]
+        result["torch_device"] = results["torch"][0]["device"]
         result["hearth_torch_langchain_astream_tok_s"] = round(statistics.median(torch_rates), 1)
         result["torch_over_llama_cpp_ratio"] = round(
             statistics.median(torch_rates) / statistics.median(hearth_rates), 3
