@@ -61,6 +61,9 @@ NEEDED = [
     "uuid-utils",
     "sqlalchemy",
     "greenlet",
+    # The torch engine's GPU tests and `bench/decode.py --backend torch`: the image has torch, accelerate,
+    # tokenizers and huggingface_hub recent enough, but an older transformers than the engine reads.
+    "transformers",
 ]
 # Not pytest-asyncio: the gpu tests have no async test, and a plugin that needs a newer pytest than the
 # image's would stop the whole run, where its absence only warns about pyproject's asyncio options.
@@ -82,9 +85,10 @@ UNBUILT_BACKENDS += ["virtgpu", "musa", "zdnn", "zendnn", "hip", "kompute"]
 
 
 def pins() -> dict[str, str]:
-    """name -> version from requirements.txt and .ci/constraints.txt (names normalised)."""
+    """name -> version from the requirements files and .ci/constraints.txt (names normalised)."""
     found: dict[str, str] = {}
-    for path in (ROOT / "requirements.txt", ROOT / "requirements-dev.txt", ROOT / ".ci" / "constraints.txt"):
+    files = ["requirements.txt", "requirements-dev.txt", "requirements-torch.txt", ".ci/constraints.txt"]
+    for path in (ROOT / f for f in files):
         for line in path.read_text().splitlines():
             if m := re.match(r"^([A-Za-z0-9_.\-]+)==([^\s#;]+)", line):
                 found[re.sub(r"[-_.]+", "-", m[1]).lower()] = m[2]

@@ -3,11 +3,13 @@
 # wheel (with `make cmake-args CUDA=1`'s flags and Hearth's patches), installs it and what Hearth
 # needs from carried wheels, runs the tests marked `gpu`, llama.cpp's llama-bench (tg128, pp512)
 # built against the very libraries of that wheel, and bench/decode.py, concurrent.py and turns.py with
-# HEARTH_DEVICE=cuda. Targets: decode >= 0.9x llama-bench tg128; 8 streams >= 4x one stream.
+# HEARTH_DEVICE=cuda; then the torch engine on the same GPU (bench/decode.py --backend torch, and the
+# gpu tests of tests/test_torch_gpu.py among the others). Targets: decode >= 0.9x llama-bench tg128;
+# 8 streams >= 4x one stream.
 #
 # For a machine with the CUDA toolkit, CMake, ninja, make and Python 3.12 but no network and none of
 # Hearth's Python packages: what it needs comes in the bundle `make gpu-bundle` writes (.gpu/1, .gpu/2,
-# one device call's carry each; README.md, "Running on an NVIDIA GPU"). It finishes inside 9 minutes
+# .gpu/3, one device call's carry each; README.md, "Running on an NVIDIA GPU"). It finishes inside 9 minutes
 # (HEARTH_GPU_BUDGET_S, default 530 s): a step that would run past that is cut, and the JSON says so.
 #
 #   bash bench/gpu_check.sh             build, test, bench, print the JSON
@@ -161,16 +163,21 @@ bench() {  # bench NAME ARGS...: bench/NAME.py's JSON into $RESULTS/NAME.json
   shift
   HEARTH_DEVICE=cuda python3 "$ROOT/bench/$name.py" "$@" >"$RESULTS/$name.json"
 }
+torch_decode() {  # the torch engine beside llama.cpp's on the GPU, one process each
+  HF_HUB_OFFLINE=1 HEARTH_DEVICE=cuda python3 "$ROOT/bench/decode.py" --backend torch --tokens 128 \
+    --runs 2 --rounds 1 >"$RESULTS/torch_decode.json"
+}
 
 export ROOT WORK BUNDLE RESULTS SITE VERSION TREE
-export -f build llama_bench gpu_tests bench
+export -f build llama_bench gpu_tests bench torch_decode
 if phase build 330 build; then
   phase native 30 python3 -m native default --device cuda
   # The two speed targets first, then the tests, then what is left of the budget for the turns.
   phase llama_bench 60 llama_bench
   phase decode 70 bench decode --runs 4 --rounds 2
   phase concurrent 70 bench concurrent --runs 2
-  phase tests 100 gpu_tests
+  phase tests 130 gpu_tests
+  phase torch_decode 60 torch_decode
   phase turns 90 bench turns --repeats 2
 fi
 report

@@ -108,6 +108,7 @@ def native_lines(results: Path) -> dict:
 def report(results: Path, seconds: int | None, budget: int | None) -> dict:
     decode = read_json(results / "decode.json")
     concurrent = read_json(results / "concurrent.json")
+    torch_decode = read_json(results / "torch_decode.json")
     bench = llama_bench(results)
     tested = tests(results)
     hearth_decode = decode.get("hearth_langchain_astream_tok_s") if decode else None
@@ -148,6 +149,14 @@ def report(results: Path, seconds: int | None, budget: int | None) -> dict:
             "device": concurrent.get("device"),
         },
         "turns": read_json(results / "turns.json"),
+        "torch": None
+        if torch_decode is None
+        else {
+            "torch_tok_s": torch_decode.get("hearth_torch_langchain_astream_tok_s"),
+            "llama_cpp_tok_s": torch_decode.get("hearth_langchain_astream_tok_s"),
+            "torch_over_llama_cpp": torch_decode.get("torch_over_llama_cpp_ratio"),
+            "device": torch_decode.get("torch_device"),
+        },
         "targets": {
             "decode_over_llama_bench_tg128": target(
                 round(hearth_decode / tg128, 3) if hearth_decode and tg128 else None, DECODE_TARGET
