@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import typing
 from collections.abc import Sequence
@@ -153,8 +154,17 @@ class TerminalChat:
         return "\n".join(lines)
 
 
+def answer_ctrl_c() -> None:
+    """Make Ctrl-C raise KeyboardInterrupt even where the chat was started with SIGINT ignored: a
+    shell without job control ignores it in the commands it starts with `&`, exec keeps that, and
+    Python then leaves it ignored, so Ctrl-C at the chat's own terminal would do nothing."""
+    if sys.stdin.isatty() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    answer_ctrl_c()
     configure_logging(os.environ.get("HEARTH_LOG_LEVEL") or "warning")  # keep the chat readable
     try:
         settings = settings_from(args)

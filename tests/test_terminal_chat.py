@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,7 @@ PROMPT = ">> "
 STORY = "Write a long story about a dragon."
 
 
-@pytest.fixture
-def chat():
+def start(**spawn) -> pexpect.spawn:
     """A terminal chat with the default model: greedy, long replies allowed, a system prompt."""
     child = pexpect.spawn(
         sys.executable,
@@ -25,9 +25,16 @@ def chat():
         encoding="utf-8",
         timeout=120,
         dimensions=(40, 200),
+        **spawn,
     )
     child.expect("Chatting with .*/help lists the commands")
     child.expect_exact(PROMPT)
+    return child
+
+
+@pytest.fixture
+def chat():
+    child = start()
     yield child
     if child.isalive():
         child.terminate(force=True)
@@ -68,6 +75,20 @@ def test_ctrl_c_stops_the_reply_not_the_program(chat):
     chat.expect(pexpect.EOF)
     chat.close()
     assert chat.exitstatus == 0
+
+
+def test_ctrl_c_works_when_the_chat_was_started_with_it_ignored():
+    """A shell without job control starts `cmd &` with SIGINT ignored, and exec keeps that: the chat
+    still answers Ctrl-C at its own terminal."""
+    child = start(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        say(child, STORY)
+        child.expect(r"\w+\W+\w+\W+\w+")
+        child.sendintr()
+        child.expect_exact("[stopped]", timeout=30)
+        child.expect_exact(PROMPT, timeout=30)
+    finally:
+        child.terminate(force=True)
 
 
 def test_history_stays_in_the_kv_cache_and_reset_empties_it(chat):
