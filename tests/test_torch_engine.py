@@ -11,11 +11,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
+from support.streams import assert_streams_run_side_by_side
 
 from native import EngineProtocol, SamplingParams, load_engine, with_backend
 from native.engine import split_backend
@@ -144,26 +143,7 @@ def test_cached_pages_serve_only_their_own_user(torch_engine):
 
 @needs_torch
 def test_four_concurrent_streams_complete(torch_engine):
-    submitted = time.perf_counter()
-    streams = [torch_engine.submit(CHAT.format(q), GREEDY) for q in QUESTIONS]
-    texts = ["" for _ in streams]
-    ended = [0.0 for _ in streams]
-
-    def read(i: int) -> None:
-        texts[i] = "".join(streams[i])
-        ended[i] = time.perf_counter()
-
-    readers = [threading.Thread(target=read, args=(i,)) for i in range(len(streams))]
-    for reader in readers:
-        reader.start()
-    for reader in readers:
-        reader.join(timeout=300)
-    completions = [s.result(timeout=1) for s in streams]
-    for text, completion in zip(texts, completions, strict=True):
-        assert completion.finish_reason in ("stop", "length")
-        assert text == completion.text and completion.usage.completion_tokens > 0
-    # One generation loop served them side by side: every stream had its first token before any ended.
-    assert max(submitted + c.timings.time_to_first_token for c in completions) < min(ended)
+    assert_streams_run_side_by_side(torch_engine, [CHAT.format(q) for q in QUESTIONS], GREEDY, timeout=300)
 
 
 @needs_torch

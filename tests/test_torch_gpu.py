@@ -10,10 +10,9 @@ the first in the cache, users never share pages, four streams run side by side.
 from __future__ import annotations
 
 import importlib.util
-import threading
-import time
 
 import pytest
+from support.streams import assert_streams_run_side_by_side
 
 from native import SamplingParams, load_engine
 from native.torch_load import TORCH_INSTALL, torch_missing
@@ -73,22 +72,4 @@ def test_a_second_turn_reuses_the_first_turns_cache(gpu_torch):
 
 
 def test_four_concurrent_streams_complete(gpu_torch):
-    submitted = time.perf_counter()
-    streams = [gpu_torch.submit(CHAT.format(q), GREEDY) for q in QUESTIONS]
-    texts = ["" for _ in streams]
-    ended = [0.0 for _ in streams]
-
-    def read(i: int) -> None:
-        texts[i] = "".join(streams[i])
-        ended[i] = time.perf_counter()
-
-    readers = [threading.Thread(target=read, args=(i,)) for i in range(len(streams))]
-    for reader in readers:
-        reader.start()
-    for reader in readers:
-        reader.join(timeout=120)
-    completions = [s.result(timeout=1) for s in streams]
-    for text, completion in zip(texts, completions, strict=True):
-        assert completion.finish_reason in ("stop", "length")
-        assert text == completion.text and completion.usage.completion_tokens > 0
-    assert max(submitted + c.timings.time_to_first_token for c in completions) < min(ended)
+    assert_streams_run_side_by_side(gpu_torch, [CHAT.format(q) for q in QUESTIONS], GREEDY, timeout=120)
