@@ -9,23 +9,21 @@ the first in the cache, users never share pages, four streams run side by side.
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from support.streams import assert_streams_run_side_by_side
 
 from native import SamplingParams, load_engine
-from native.torch_load import TORCH_INSTALL, torch_missing
+from native.errors import DeviceUnavailable
+from native.torch_load import TORCH_INSTALL, torch_device, torch_missing
 
 
 def why_not() -> str | None:
     if torch_missing():
         return f"the torch backend is not installed ({TORCH_INSTALL})"
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        if not torch.cuda.is_available():
-            return f"torch {torch.__version__} sees no CUDA device"
+    try:
+        torch_device("cuda")
+    except DeviceUnavailable as exc:
+        return str(exc)
     return None
 
 
